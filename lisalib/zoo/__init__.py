@@ -1,0 +1,120 @@
+"""One loader per model family, for zoo names, local directories and hub ids alike.
+
+``load_vlm("tiny-llava")`` and ``load_vlm("llava-hf/llava-1.5-7b-hf")`` run the same code: resolve
+the name to a directory or hub id, then the standard transformers ``from_pretrained`` of the real
+class (``LlavaForConditionalGeneration``, ``SamModel`` and their processors). The tiny zoo is this
+repository's own pretrained checkpoints, shipped inside the package, so CI never touches a hub.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
+ZOO_MODELS: dict[str, str] = {
+    "tiny-llava": "vlm",  # LlavaForConditionalGeneration + LlavaProcessor, shapes-world QA
+    "tiny-sam": "sam",  # SamModel + SamProcessor, shapes-world masks from point/box prompts
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ZooError(ValueError):
+    """A model name that is neither a zoo name, an existing directory, nor a hub id."""
+
+
+def zoo_path(name: str) -> Path:
+    """Directory of a zoo model; raises :class:`ZooError` if the name is unknown or not built."""
+    if name not in ZOO_MODELS:
+        raise ZooError(f"unknown zoo model {name!r}; the zoo has: {', '.join(ZOO_MODELS)}")
+    path = ZOO_DIR / name
+    if not (path / "config.json").is_file():
+        raise ZooError(f"zoo model {name!r} is not built at {path}; run: python -m lisalib.zoo build --only {name}")
+    return path
+
+
+def resolve(name_or_path: str | os.PathLike) -> str:
+    """Map a zoo name, a local directory or a hub id to what ``from_pretrained`` takes."""
+    name = os.fspath(name_or_path)
+    if name in ZOO_MODELS:
+        return str(zoo_path(name))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ZooError(f"directory {path} has no config.json; is it a save_pretrained() output?")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ZooError(f"local model directory {name!r} does not exist")
+    if _HUB_ID.match(name):
+        return name
+    raise ZooError(
+        f"{name!r} is not a zoo model ({', '.join(ZOO_MODELS)}), an existing directory, or a hub id like 'owner/model'"
+    )
+
+
+def quantization_config(load_in_4bit: bool = False, load_in_8bit: bool = False,
+                        compute_dtype: torch.dtype = torch.float32, skip_modules: list[str] | None = None):
+    """The bitsandbytes settings this tutorial uses: NF4 with double quantization, or LLM.int8()."""
+    if load_in_4bit and load_in_8bit:
+        raise ValueError("choose one of load_in_4bit and load_in_8bit")
+    if not (load_in_4bit or load_in_8bit):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=load_in_4bit,
+        load_in_8bit=load_in_8bit,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+        llm_int8_skip_modules=skip_modules,
+    )
+
+
+def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+                "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}: use float32, float16 or bfloat16") from None
+
+
+def _load(model_class, processor_class, name_or_path, *, dtype=None, load_in_4bit=False, load_in_8bit=False,
+          device_map=None, skip_modules=None):
+    source = resolve(name_or_path)
+    torch_dtype = _dtype(dtype)
+    kwargs = {"dtype": torch_dtype}
+    quant = quantization_config(load_in_4bit, load_in_8bit, torch_dtype, skip_modules)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = device_map or ({"": 0} if torch.cuda.is_available() else {"": "cpu"})
+    elif device_map is not None:
+        kwargs["device_map"] = device_map
+    model = model_class.from_pretrained(source, **kwargs)
+    processor = processor_class.from_pretrained(source)
+    model.eval()
+    return model, processor
+
+
+def load_vlm(name_or_path: str = "tiny-llava", **kwargs):
+    """``(LlavaForConditionalGeneration, LlavaProcessor)`` for a zoo name, directory or hub id.
+
+    Keyword arguments: ``dtype``, ``load_in_4bit`` (NF4 + double quant), ``load_in_8bit``,
+    ``device_map``, ``skip_modules`` (kept in full precision when quantizing).
+    """
+    from transformers import LlavaForConditionalGeneration, LlavaProcessor
+
+    return _load(LlavaForConditionalGeneration, LlavaProcessor, name_or_path, **kwargs)
+
+
+def load_sam(name_or_path: str = "tiny-sam", **kwargs):
+    """``(SamModel, SamProcessor)`` for a zoo name, directory or hub id (same keywords as :func:`load_vlm`)."""
+    from transformers import SamModel, SamProcessor
+
+    return _load(SamModel, SamProcessor, name_or_path, **kwargs)

@@ -1,0 +1,40 @@
+"""A word-level tokenizer for the shapes world, built with `tokenizers` and wrapped for transformers.
+
+The tiny VLM only ever reads shapes-world text, so a closed vocabulary of whole words keeps its
+embedding table tiny while remaining a real fast tokenizer (save_pretrained / from_pretrained, special
+tokens, padding) that LlavaProcessor accepts exactly like LLaMA's.
+"""
+from __future__ import annotations
+
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordLevel
+from transformers import PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
+
+
+def build_word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer: lower-cases, splits on whitespace and punctuation, adds ``<s>`` in front."""
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for word in words:
+        vocab.setdefault(word, len(vocab))
+    core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"[^a-z0-9]"), behavior="isolated")]
+    )
+    core.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+        padding_side="left",  # batched generation appends to the right
+        clean_up_tokenization_spaces=True,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    return tokenizer
