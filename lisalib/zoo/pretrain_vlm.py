@@ -1,0 +1,233 @@
+"""Pretraining of ``tiny-llava``: a real LLaVA that learns to caption and answer questions about shapes.
+
+Later chapters freeze this model and train only small projections around it, which is only a fair
+miniature of LISA if the frozen VLM already understands its images. So the zoo builds it from scratch
+here (vision tower, projector and language model all trainable) on shapes-world captions and
+question/answer pairs, and measures held-out accuracy by exact match of greedy answers.
+"""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import (CLIPImageProcessorPil, LlavaForConditionalGeneration, LlavaProcessor,
+                          get_cosine_schedule_with_warmup)
+
+from lisalib.inference import answer_questions
+from lisalib.shapes import CAPTION_QUESTION, COLOURS, SHAPE_KINDS, Scene, chat_prompt, generate_scenes, vocabulary
+from lisalib.zoo.configs import TINY_IMAGE_SIZE, TINY_VLM_PATCH, tiny_llava_config
+from lisalib.zoo.tokenizer import build_word_tokenizer
+
+TRAIN_SEED = 1000  # scenes (1000, i) train the model ...
+HELDOUT_SEED = 2000  # ... scenes (2000, i) are never seen in training
+COLOUR_CLASSES = list(COLOURS)
+KIND_CLASSES = list(SHAPE_KINDS)
+
+
+@dataclass
+class VlmRecipe:
+    """Everything that determines the built checkpoint (with the code itself).
+
+    Stage 1 teaches the vision tower to see (dense patch labels); stage 2 is LLaVA-style instruction
+    tuning of the whole model on captions and questions.
+    """
+
+    train_scenes: int = 4000
+    vision_steps: int = 300
+    vision_batch_size: int = 64
+    vision_lr: float = 2e-3
+    steps: int = 1200
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 60
+    weight_decay: float = 0.01
+    caption_fraction: float = 0.15
+    seed: int = 0
+
+
+def build_tiny_llava(seed: int = 0) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A randomly initialised tiny LLaVA with its word-level tokenizer and LlavaProcessor."""
+    torch.manual_seed(seed)
+    tokenizer = build_word_tokenizer(vocabulary())
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    config = tiny_llava_config(len(tokenizer), image_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id,
+                               tokenizer.eos_token_id)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": TINY_IMAGE_SIZE}, crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=TINY_VLM_PATCH,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # the CLS token, dropped by the "default" strategy
+    )
+    return model, processor
+
+
+def scene_texts(scene: Scene) -> list[tuple[str, str, str]]:
+    """(type, question, answer) triples for one scene: its QA pairs plus the caption."""
+    triples = [(qa["type"], qa["question"], qa["answer"]) for qa in scene.questions()]
+    triples.append(("caption", CAPTION_QUESTION, scene.caption()))
+    return triples
+
+
+def encode_images(processor: LlavaProcessor, scenes: list[Scene], chunk: int = 256) -> torch.Tensor:
+    """Pixel values of every scene, computed once with the model's own image processor."""
+    batches = []
+    for start in range(0, len(scenes), chunk):
+        images = [s.render() for s in scenes[start:start + chunk]]
+        batches.append(processor.image_processor(images, return_tensors="pt")["pixel_values"])
+    return torch.cat(batches)
+
+
+def collate_training_batch(processor: LlavaProcessor, prompts: list[str], answers: list[str]) -> dict:
+    """Right-padded ids with labels on the answer and ``</s>`` only (prompt and image tokens are -100)."""
+    tokenizer = processor.tokenizer
+    expanded = [p.replace(processor.image_token, _image_tokens(processor)) for p in prompts]
+    prompt_lengths = [len(ids) for ids in tokenizer(expanded)["input_ids"]]
+    full = tokenizer([p + " " + a + tokenizer.eos_token for p, a in zip(expanded, answers)],
+                     padding=True, padding_side="right", return_tensors="pt")
+    labels = full["input_ids"].clone()
+    for row, length in enumerate(prompt_lengths):
+        labels[row, :length] = -100
+    labels[full["attention_mask"] == 0] = -100
+    return {"input_ids": full["input_ids"], "attention_mask": full["attention_mask"], "labels": labels}
+
+
+def _image_tokens(processor: LlavaProcessor) -> str:
+    """``<image>`` repeated as often as LlavaProcessor expands it (patches, CLS dropped)."""
+    patches = (TINY_IMAGE_SIZE // processor.patch_size) ** 2
+    return processor.image_token * (patches + processor.num_additional_image_tokens - 1)
+
+
+def patch_labels(scene: Scene, grid: int, min_cover: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per patch of a ``grid`` x ``grid`` split: (colour class, kind class) of the object covering most
+    of it, class 0 when no object covers at least ``min_cover`` of the patch."""
+    visible = scene.visible_masks()
+    cell = scene.width // grid
+    colours, kinds = torch.zeros(grid * grid, dtype=torch.long), torch.zeros(grid * grid, dtype=torch.long)
+    if len(visible) == 0:
+        return colours, kinds
+    cover = visible.reshape(len(visible), grid, cell, grid, cell).mean(axis=(2, 4)).reshape(len(visible), -1)
+    best = cover.argmax(axis=0)
+    for patch, k in enumerate(best):
+        if cover[k, patch] >= min_cover:
+            colours[patch] = COLOUR_CLASSES.index(scene.objects[k].colour) + 1
+            kinds[patch] = KIND_CLASSES.index(scene.objects[k].kind) + 1
+    return colours, kinds
+
+
+def pretrain_vision_tower(model: LlavaForConditionalGeneration, scenes: list[Scene], pixel_values: torch.Tensor,
+                          recipe: VlmRecipe, progress: bool = True) -> list[float]:
+    """Stage 1: dense supervision of the patch features LLaVA reads (its ``vision_feature_layer``).
+
+    Linear heads predict each patch's colour and shape kind and the scene's object count from those
+    features; the heads are thrown away afterwards. This is what a pretrained CLIP brings to LLaVA:
+    features in which the visual facts are linearly readable, so instruction tuning only has to learn
+    where to look.
+    """
+    tower = model.model.vision_tower
+    width = tower.config.hidden_size
+    grid = TINY_IMAGE_SIZE // TINY_VLM_PATCH
+    heads = torch.nn.ModuleDict({"colour": torch.nn.Linear(width, len(COLOUR_CLASSES) + 1),
+                                 "kind": torch.nn.Linear(width, len(KIND_CLASSES) + 1),
+                                 "count": torch.nn.Linear(width, 7)})
+    labels = [patch_labels(s, grid) for s in scenes]
+    colour_labels = torch.stack([c for c, _ in labels])
+    kind_labels = torch.stack([k for _, k in labels])
+    counts = torch.tensor([len(s.objects) for s in scenes])
+    params = list(tower.parameters()) + list(heads.parameters())
+    optimizer = torch.optim.AdamW(params, lr=recipe.vision_lr, weight_decay=recipe.weight_decay)
+    schedule = get_cosine_schedule_with_warmup(optimizer, recipe.warmup_steps, recipe.vision_steps)
+    generator = torch.Generator().manual_seed(recipe.seed + 1)
+    layer = model.config.vision_feature_layer
+    history = []
+    bar = tqdm(range(recipe.vision_steps), desc="tiny-llava vision tower", disable=not progress)
+    for step in bar:
+        idx = torch.randint(len(scenes), (recipe.vision_batch_size,), generator=generator)
+        features = tower(pixel_values[idx], output_hidden_states=True).hidden_states[layer][:, 1:]  # drop CLS
+        ce = torch.nn.functional.cross_entropy
+        loss = (ce(heads["colour"](features).flatten(0, 1), colour_labels[idx].flatten())
+                + ce(heads["kind"](features).flatten(0, 1), kind_labels[idx].flatten())
+                + ce(heads["count"](features.mean(1)), counts[idx]))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        history.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{sum(history[-20:]) / len(history[-20:]):.3f}")
+    return history
+
+
+def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
+    """Train tiny-llava from scratch (stage 1 vision tower, stage 2 everything); returns
+    (model, processor, stage-2 loss history)."""
+    random.seed(recipe.seed)
+    model, processor = build_tiny_llava(recipe.seed)
+    scenes = generate_scenes(recipe.train_scenes, seed=TRAIN_SEED)
+    pixel_values = encode_images(processor, scenes)
+    model.train()
+    if recipe.vision_steps:
+        pretrain_vision_tower(model, scenes, pixel_values, recipe, progress)
+    qa_pool = [(i, q, a) for i, s in enumerate(scenes) for kind, q, a in scene_texts(s) if kind != "caption"]
+    caption_pool = [(i, CAPTION_QUESTION, s.caption()) for i, s in enumerate(scenes)]
+    generator = torch.Generator().manual_seed(recipe.seed)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    schedule = get_cosine_schedule_with_warmup(optimizer, recipe.warmup_steps, recipe.steps)
+    model.train()
+    history = []
+    bar = tqdm(range(recipe.steps), desc="tiny-llava", disable=not progress)
+    for step in bar:
+        n_caption = int(recipe.batch_size * recipe.caption_fraction)
+        qa_idx = torch.randint(len(qa_pool), (recipe.batch_size - n_caption,), generator=generator)
+        cap_idx = torch.randint(len(caption_pool), (n_caption,), generator=generator)
+        samples = [qa_pool[i] for i in qa_idx.tolist()] + [caption_pool[i] for i in cap_idx.tolist()]
+        batch = collate_training_batch(processor, [chat_prompt(q) for _, q, _ in samples], [a for _, _, a in samples])
+        batch["pixel_values"] = pixel_values[[i for i, _, _ in samples]]
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        history.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{sum(history[-20:]) / len(history[-20:]):.3f}")
+    model.eval()
+    return model, processor, history
+
+
+def heldout_questions(n_scenes: int, seed: int = HELDOUT_SEED) -> list[dict]:
+    """Held-out QA items (one question of each available type per scene), never seen in training."""
+    items = []
+    for scene in generate_scenes(n_scenes, seed=seed):
+        seen = set()
+        for qa in scene.questions():
+            if qa["type"] not in seen:
+                seen.add(qa["type"])
+                items.append({"scene": scene, **qa})
+    return items
+
+
+def evaluate_vlm(model, processor, n_scenes: int = 100, seed: int = HELDOUT_SEED) -> dict:
+    """Exact-match accuracy of greedy answers on held-out scenes, overall and per question type."""
+    items = heldout_questions(n_scenes, seed)
+    predictions = answer_questions(model, processor, [it["scene"].render() for it in items],
+                                   [it["question"] for it in items])
+    correct = defaultdict(list)
+    for item, prediction in zip(items, predictions):
+        ok = prediction == item["answer"]
+        correct[item["type"]].append(ok)
+        correct["all"].append(ok)
+    return {k: round(sum(v) / len(v), 4) for k, v in sorted(correct.items())} | {"n": len(items)}

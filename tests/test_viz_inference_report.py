@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lisalib.inference import centre_point
+from lisalib.report import REPORT_ENV, read_records, record
+from lisalib.run_notebooks import discover, summary_markdown
+from lisalib.shapes import generate_scene
+from lisalib.viz import overlay_masks, show_gallery
+
+
+def test_overlay_blends_only_inside_the_mask():
+    image = Image.new("RGB", (4, 3), (100, 100, 100))
+    mask = np.zeros((3, 4), bool)
+    mask[1, 2] = True
+    out = overlay_masks(image, mask, alpha=0.5, colours=[(200, 0, 0)])
+    assert out.dtype == np.uint8 and out.shape == (3, 4, 3)
+    assert tuple(out[1, 2]) == (150, 50, 50)
+    assert (out[0, 0] == 100).all()
+    assert np.array_equal(overlay_masks(image, mask, alpha=0.0), np.asarray(image))
+
+
+def test_overlay_rejects_bad_input():
+    image = Image.new("RGB", (4, 3))
+    with pytest.raises(ValueError, match="does not match"):
+        overlay_masks(image, np.zeros((4, 4), bool))
+    with pytest.raises(ValueError, match="alpha"):
+        overlay_masks(image, np.zeros((3, 4), bool), alpha=2)
+
+
+def test_gallery_draws_every_scene():
+    scenes = [generate_scene((0, i)) for i in range(3)]
+    fig = show_gallery(scenes, columns=2, titles=["a", "b", "c"])
+    assert len([ax for ax in fig.axes if ax.images]) == 3
+
+
+def test_centre_point_is_inside_even_for_concave_masks():
+    mask = np.zeros((20, 20), bool)
+    mask[2:18, 2:6] = True  # an L shape: its centroid lies outside
+    mask[14:18, 2:18] = True
+    x, y = centre_point(mask)
+    assert mask[int(y), int(x)]
+
+
+def test_record_is_a_no_op_without_the_runner(monkeypatch, tmp_path):
+    monkeypatch.delenv(REPORT_ENV, raising=False)
+    assert record("x", 3) == 3
+    path = tmp_path / "r.jsonl"
+    monkeypatch.setenv(REPORT_ENV, str(path))
+    record("count", np.int64(7), unit="params")
+    record("ratio", 1.23456789)
+    assert [(r["name"], r["value"]) for r in read_records(path)] == [("count", 7), ("ratio", 1.235)]
+    assert read_records(tmp_path / "missing.jsonl") == []
+
+
+def test_summary_lists_status_and_figures():
+    results = [{"notebook": "00_tour.ipynb", "ok": True, "error": None, "seconds": 3.5,
+                "figures": [{"name": "acc", "value": 0.95, "unit": "", "note": "held-out"}]},
+               {"notebook": "01_x.ipynb", "ok": False, "error": "AssertionError", "seconds": 1.0, "figures": []}]
+    text = summary_markdown(results, "tiny")
+    assert "| 00_tour.ipynb | ok | 3.5 |" in text and "FAILED: AssertionError" in text
+    assert "| acc | 0.95 |  | held-out |" in text
+
+
+def test_discover_finds_numbered_notebooks_in_order():
+    found = discover()
+    assert found and [p.name for p in found] == sorted(p.name for p in found)
+    assert found[0].name.startswith("00_")
+    with pytest.raises(SystemExit):
+        discover(only=["99"])

@@ -1,0 +1,73 @@
+"""The shipped tiny zoo: loads with plain transformers, round-trips exactly, still meets its bars."""
+import json
+
+import pytest
+import torch
+from transformers import AutoProcessor, LlavaForConditionalGeneration, LlavaProcessor, SamModel, SamProcessor
+
+from lisalib.zoo import ZOO_MODELS, ZooError, load_sam, load_vlm, resolve, zoo_path
+from lisalib.zoo.build import ACCURACY_BARS, read_card
+from lisalib.zoo.pretrain_sam import evaluate_sam
+from lisalib.zoo.pretrain_vlm import evaluate_vlm
+
+MAX_ZOO_BYTES = 30 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name,cls", [("tiny-llava", LlavaForConditionalGeneration), ("tiny-sam", SamModel)])
+def test_loads_with_plain_transformers(name, cls):
+    directory = zoo_path(name)
+    model = cls.from_pretrained(directory)  # no lisalib code in between
+    processor = AutoProcessor.from_pretrained(directory)
+    assert isinstance(processor, LlavaProcessor if name == "tiny-llava" else SamProcessor)
+    card = json.loads((directory / "zoo_card.json").read_text())
+    assert sum(p.numel() for p in model.parameters()) == card["parameters"]
+
+
+def test_zoo_is_small():
+    total = sum(f.stat().st_size for name in ZOO_MODELS for f in zoo_path(name).rglob("*") if f.is_file())
+    assert total < MAX_ZOO_BYTES
+
+
+@pytest.mark.parametrize("loader,name", [(load_vlm, "tiny-llava"), (load_sam, "tiny-sam")])
+def test_save_load_round_trip_is_bit_exact(loader, name, tmp_path):
+    model, processor = loader(name)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    again, _ = loader(str(tmp_path))
+    original, reloaded = model.state_dict(), again.state_dict()
+    assert original.keys() == reloaded.keys()
+    for key in original:
+        assert torch.equal(original[key], reloaded[key]), key
+
+
+def test_tiny_llava_meets_its_bar_on_heldout_questions():
+    metric, bar = ACCURACY_BARS["tiny-llava"]
+    result = evaluate_vlm(*load_vlm("tiny-llava"), n_scenes=12)  # about 50 questions, a few seconds
+    assert result["n"] >= 40
+    assert result[metric] >= bar, result
+
+
+def test_tiny_sam_meets_its_bar_from_a_centre_point():
+    metric, bar = ACCURACY_BARS["tiny-sam"]
+    result = evaluate_sam(*load_sam("tiny-sam"), n_scenes=12)
+    assert result["n"] >= 30
+    assert result[metric] >= bar, result
+
+
+@pytest.mark.parametrize("name", list(ZOO_MODELS))
+def test_cards_record_measured_bars(name):
+    card = read_card(name)
+    metric, bar = ACCURACY_BARS[name]
+    assert card["bar"]["met"] and card["metrics"][metric] >= bar
+    assert card["build_command"].endswith(f"--only {name}")
+
+
+def test_bad_names_give_clear_errors(tmp_path):
+    with pytest.raises(ZooError, match="not a zoo model"):
+        load_vlm("tiny-lava")
+    with pytest.raises(ZooError, match="does not exist"):
+        load_sam("./no/such/dir")
+    with pytest.raises(ZooError, match="no config.json"):
+        load_sam(str(tmp_path))
+    assert resolve("llava-hf/llava-1.5-7b-hf") == "llava-hf/llava-1.5-7b-hf"  # hub ids pass through untouched
+    assert resolve("tiny-sam") == str(zoo_path("tiny-sam"))
