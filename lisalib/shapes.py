@@ -227,6 +227,68 @@ class Scene:
                 phrases.append("the smallest shape")
         return phrases
 
+    def reasoning_queries(self) -> list[dict]:
+        """Queries that need a step of reasoning to find their one target object (ReasonSeg's long queries).
+
+        Each is ``{"type", "text", "target", "is_sentence": True}``; a query is only produced when exactly
+        one object satisfies it. Types: ``roll`` (the circle), ``corners`` (a count of corners),
+        ``most_corners`` / ``fewest_corners``, ``same_sides`` (as many corners as another shape has
+        sides), ``same_colour`` (shares a colour with a named shape), ``closest`` (nearest to a named
+        shape), ``largest_of_kind``, ``region`` (the only shape in a part of the image).
+        """
+        queries: list[dict] = []
+        objs = self.objects
+        if not objs:
+            return queries
+        kinds = [o.kind for o in objs]
+        colours = [o.colour for o in objs]
+        corners = [SHAPE_KINDS[k].corners for k in kinds]
+        areas = self.visible_masks().sum(axis=(1, 2))
+
+        def add(kind: str, text: str, target: int) -> None:
+            queries.append({"type": kind, "text": text, "target": target, "is_sentence": True})
+
+        if kinds.count("circle") == 1:
+            add("roll", "which shape would roll down a hill?", kinds.index("circle"))
+        for n in sorted(set(corners) - {0}):
+            if corners.count(n) == 1:
+                add("corners", f"which shape has {NUMBER_WORDS[n]} corners?", corners.index(n))
+        if len(objs) > 1:
+            for word, pick in (("most", max), ("fewest", min)):
+                best = pick(corners)
+                if corners.count(best) == 1:
+                    add(f"{word}_corners", f"which shape has the {word} corners?", corners.index(best))
+        for j, ref in enumerate(objs):
+            sides = SHAPE_KINDS[ref.kind].sides
+            if colours.count(ref.colour) == 1 and sides:
+                matches = [i for i in range(len(objs)) if i != j and corners[i] == sides]
+                if len(matches) == 1:
+                    add("same_sides", f"which shape has as many corners as the {ref.colour} one has sides?",
+                        matches[0])
+            if kinds.count(ref.kind) == 1:
+                matches = [i for i in range(len(objs)) if i != j and colours[i] == ref.colour]
+                if len(matches) == 1:
+                    add("same_colour", f"which shape has the same color as the {ref.kind}?", matches[0])
+        if len(objs) > 2:
+            centres = np.array([o.center for o in objs])
+            for j, ref in enumerate(objs):
+                distance = np.linalg.norm(centres - centres[j], axis=1)
+                distance[j] = np.inf
+                order = np.argsort(distance)
+                if distance[order[1]] > 1.5 * distance[order[0]]:
+                    add("closest", f"which shape is closest to the {ref.name}?", int(order[0]))
+        for kind in SHAPE_KINDS:
+            same = [i for i in range(len(objs)) if kinds[i] == kind]
+            if len(same) > 1:
+                ranked = sorted(same, key=lambda i: areas[i])
+                if areas[ranked[-1]] > 1.5 * areas[ranked[-2]]:
+                    add("largest_of_kind", f"which {kind} is the largest?", ranked[-1])
+        regions = [self.position_words(i, margin=0.0) for i in range(len(objs))]
+        for i, region in enumerate(regions):
+            if regions.count(region) == 1 and self.position_words(i) is not None:
+                add("region", f"which shape is in the {region} of the image?", i)
+        return queries
+
     def to_dict(self) -> dict:
         """A JSON-ready description (polygons as x/y lists), e.g. for writing annotations."""
         return {
@@ -323,6 +385,8 @@ def vocabulary() -> list[str]:
         CAPTION_QUESTION,
         "what color is the object? what shape is the object? how many shapes are there?",
         "where is the? is there a an? yes no shape shapes: a, and the . middle",
+        "which shape would roll down a hill? has corners most fewest as many one sides same closest to",
+        "largest in of image",
     ]
     for text in templates:
         words |= set(split_words(text))

@@ -136,3 +136,26 @@ def test_high_resolution_small_objects():
 def test_unknown_kind_is_rejected():
     with pytest.raises(ValueError, match="unknown shape kind"):
         shape_polygon("hexagon", (0, 0), 1, 0)
+
+
+def test_reasoning_queries_have_exactly_one_answer():
+    from lisalib.shapes import SHAPE_KINDS
+
+    seen = set()
+    for s in generate_scenes(150, seed=12):
+        corners = [SHAPE_KINDS[o.kind].corners for o in s.objects]
+        for q in s.reasoning_queries():
+            seen.add(q["type"])
+            target = s.objects[q["target"]]
+            assert q["is_sentence"] and q["text"].endswith("?")
+            if q["type"] == "roll":
+                assert target.kind == "circle" and [o.kind for o in s.objects].count("circle") == 1
+            elif q["type"] == "corners":
+                n = NUMBER_WORDS.index(q["text"].split()[3])
+                assert corners.count(n) == 1 and SHAPE_KINDS[target.kind].corners == n
+            elif q["type"] == "most_corners":
+                assert corners.count(max(corners)) == 1 and SHAPE_KINDS[target.kind].corners == max(corners)
+            elif q["type"] == "region":
+                regions = [s.position_words(i, margin=0.0) for i in range(len(s.objects))]
+                assert regions.count(regions[q["target"]]) == 1
+    assert len(seen) >= 8

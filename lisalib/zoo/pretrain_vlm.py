@@ -23,6 +23,7 @@ from lisalib.zoo.tokenizer import build_word_tokenizer
 
 TRAIN_SEED = 1000  # scenes (1000, i) train the model ...
 HELDOUT_SEED = 2000  # ... scenes (2000, i) are never seen in training
+QA_TYPES = ("colour", "shape", "count", "position", "exists")
 COLOUR_CLASSES = list(COLOURS)
 KIND_CLASSES = list(SHAPE_KINDS)
 
@@ -36,10 +37,10 @@ class VlmRecipe:
     """
 
     train_scenes: int = 4000
-    vision_steps: int = 300
-    vision_batch_size: int = 64
+    vision_steps: int = 250
+    vision_batch_size: int = 48
     vision_lr: float = 2e-3
-    steps: int = 1200
+    steps: int = 900
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 60
@@ -73,8 +74,10 @@ def build_tiny_llava(seed: int = 0) -> tuple[LlavaForConditionalGeneration, Llav
 
 
 def scene_texts(scene: Scene) -> list[tuple[str, str, str]]:
-    """(type, question, answer) triples for one scene: its QA pairs plus the caption."""
+    """(type, question, answer) triples for one scene: its QA pairs, its reasoning queries answered with
+    the target's name (so the frozen VLM of later chapters already resolves them), and the caption."""
     triples = [(qa["type"], qa["question"], qa["answer"]) for qa in scene.questions()]
+    triples += [("reason", q["text"], scene.objects[q["target"]].name) for q in scene.reasoning_queries()]
     triples.append(("caption", CAPTION_QUESTION, scene.caption()))
     return triples
 
@@ -169,9 +172,34 @@ def pretrain_vision_tower(model: LlavaForConditionalGeneration, scenes: list[Sce
     return history
 
 
+@torch.no_grad()
+def vision_features(model: LlavaForConditionalGeneration, pixel_values: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """The patch features LLaVA feeds its projector (``vision_feature_layer``, CLS dropped), for a frozen tower."""
+    tower = model.model.vision_tower
+    layer = model.config.vision_feature_layer
+    return torch.cat([tower(pixel_values[i:i + chunk], output_hidden_states=True).hidden_states[layer][:, 1:]
+                      for i in range(0, len(pixel_values), chunk)])
+
+
+def embed_with_image_features(model: LlavaForConditionalGeneration, input_ids: torch.Tensor,
+                              features: torch.Tensor) -> torch.Tensor:
+    """Token embeddings with the projected image features written over the ``<image>`` positions.
+
+    The same merge LlavaModel performs from ``pixel_values``; done here so stage 2 reuses the frozen
+    tower's features instead of re-running the tower every step.
+    """
+    embeds = model.get_input_embeddings()(input_ids)
+    image_embeds = model.model.multi_modal_projector(features).to(embeds.dtype)
+    mask = (input_ids == model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+    return embeds.masked_scatter(mask, image_embeds)
+
+
 def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
-    """Train tiny-llava from scratch (stage 1 vision tower, stage 2 everything); returns
-    (model, processor, stage-2 loss history)."""
+    """Train tiny-llava from scratch; returns (model, processor, stage-2 loss history).
+
+    Stage 1 trains the vision tower on dense patch labels. Stage 2 freezes it, as LLaVA freezes CLIP,
+    and trains the projector and the language model on captions, questions and reasoning queries.
+    """
     random.seed(recipe.seed)
     model, processor = build_tiny_llava(recipe.seed)
     scenes = generate_scenes(recipe.train_scenes, seed=TRAIN_SEED)
@@ -179,13 +207,17 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
     model.train()
     if recipe.vision_steps:
         pretrain_vision_tower(model, scenes, pixel_values, recipe, progress)
+    tower = model.model.vision_tower
+    tower.eval()
+    tower.requires_grad_(False)
+    features = vision_features(model, pixel_values)
     qa_pool = [(i, q, a) for i, s in enumerate(scenes) for kind, q, a in scene_texts(s) if kind != "caption"]
     caption_pool = [(i, CAPTION_QUESTION, s.caption()) for i, s in enumerate(scenes)]
     generator = torch.Generator().manual_seed(recipe.seed)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=recipe.lr, weight_decay=recipe.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, recipe.warmup_steps, recipe.steps)
-    model.train()
     history = []
     bar = tqdm(range(recipe.steps), desc="tiny-llava", disable=not progress)
     for step in bar:
@@ -194,22 +226,24 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
         cap_idx = torch.randint(len(caption_pool), (n_caption,), generator=generator)
         samples = [qa_pool[i] for i in qa_idx.tolist()] + [caption_pool[i] for i in cap_idx.tolist()]
         batch = collate_training_batch(processor, [chat_prompt(q) for _, q, _ in samples], [a for _, _, a in samples])
-        batch["pixel_values"] = pixel_values[[i for i, _, _ in samples]]
-        loss = model(**batch).loss
+        embeds = embed_with_image_features(model, batch["input_ids"], features[[i for i, _, _ in samples]])
+        loss = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         history.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(history[-20:]) / len(history[-20:]):.3f}")
+    model.requires_grad_(True)
     model.eval()
     return model, processor, history
 
 
 def heldout_questions(n_scenes: int, seed: int = HELDOUT_SEED) -> list[dict]:
-    """Held-out QA items (one question of each available type per scene), never seen in training."""
+    """Held-out items, never seen in training: per scene one question of each available type, plus one
+    reasoning query (type ``reason``, answered with the target's name)."""
     items = []
     for scene in generate_scenes(n_scenes, seed=seed):
         seen = set()
@@ -217,11 +251,17 @@ def heldout_questions(n_scenes: int, seed: int = HELDOUT_SEED) -> list[dict]:
             if qa["type"] not in seen:
                 seen.add(qa["type"])
                 items.append({"scene": scene, **qa})
+        reasoning = scene.reasoning_queries()
+        if reasoning:
+            q = reasoning[len(items) % len(reasoning)]
+            items.append({"scene": scene, "type": "reason", "question": q["text"],
+                          "answer": scene.objects[q["target"]].name, "target": q["target"]})
     return items
 
 
 def evaluate_vlm(model, processor, n_scenes: int = 100, seed: int = HELDOUT_SEED) -> dict:
-    """Exact-match accuracy of greedy answers on held-out scenes, overall and per question type."""
+    """Exact-match accuracy of greedy answers on held-out scenes: per type, ``qa`` (colour, shape, count,
+    position, exists: the zoo's bar) and ``all`` (reasoning queries included)."""
     items = heldout_questions(n_scenes, seed)
     predictions = answer_questions(model, processor, [it["scene"].render() for it in items],
                                    [it["question"] for it in items])
@@ -230,4 +270,6 @@ def evaluate_vlm(model, processor, n_scenes: int = 100, seed: int = HELDOUT_SEED
         ok = prediction == item["answer"]
         correct[item["type"]].append(ok)
         correct["all"].append(ok)
+        if item["type"] in QA_TYPES:
+            correct["qa"].append(ok)
     return {k: round(sum(v) / len(v), 4) for k, v in sorted(correct.items())} | {"n": len(items)}
