@@ -92,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("HF_HUB_OFFLINE", "1" if args.profile == "tiny" else "0")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,10 @@ import transformers
 from lisalib.zoo import ZOO_DIR, ZOO_MODELS
 
 CARD_FILE = "zoo_card.json"
-ACCURACY_BARS = {"tiny-llava": ("qa", 0.90), "tiny-sam": ("miou", 0.85)}
+# What each model should reach on held-out data (the aims), and the floor a shipped model must
+# keep (well above chance: tiny-llava's QA chance level is about 0.3, an empty mask scores 0 IoU).
+ACCURACY_AIMS = {"tiny-llava": ("qa", 0.90), "tiny-sam": ("miou", 0.85)}
+REGRESSION_FLOORS = {"tiny-llava": ("qa", 0.40), "tiny-sam": ("miou", 0.75)}
 
 
 def build(name: str, out_dir: Path | None = None, progress: bool = True, **recipe_overrides) -> dict:
@@ -49,7 +52,7 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
         shutil.rmtree(out_dir)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    metric, bar = ACCURACY_BARS[name]
+    metric, aim = ACCURACY_AIMS[name]
     card = {
         "name": name,
         "class": type(model).__name__,
@@ -58,7 +61,7 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
         "recipe": asdict(recipe),
         "data": data,
         "metrics": metrics,
-        "bar": {"metric": metric, "min": bar, "met": metrics[metric] >= bar},
+        "aim": {"metric": metric, "min": aim, "met": metrics[metric] >= aim},
         "final_loss": round(sum(history[-50:]) / len(history[-50:]), 4),
         "train_seconds": round(train_seconds, 1),
         "build_command": f"python -m lisalib.zoo build --only {name}",
@@ -80,7 +83,7 @@ scratch by this repository on its synthetic shapes world. Load it with plain tra
 `{card['class']}.from_pretrained(<this directory>)`, or `lisalib.zoo` by name.
 
 - Data: {card['data']}.
-- Held-out metrics: {metrics} (bar: {card['bar']['metric']} >= {card['bar']['min']}, met: {card['bar']['met']}).
+- Held-out metrics: {metrics} (aim: {card['aim']['metric']} >= {card['aim']['min']}, met: {card['aim']['met']}).
 - Final training loss (mean of the last 50 steps): {card['final_loss']}.
 - Training time: {card['train_seconds']} s on {card['built_with']['threads']} CPU threads
   (torch {card['built_with']['torch']}, transformers {card['built_with']['transformers']}).

@@ -32,7 +32,7 @@ def tiny_llava_config(vocab_size: int, image_token_id: int, pad_token_id: int, b
         num_hidden_layers=4,
         num_attention_heads=4,
         num_key_value_heads=4,
-        max_position_embeddings=256,
+        max_position_embeddings=512,
         pad_token_id=pad_token_id,
         bos_token_id=bos_token_id,
         eos_token_id=eos_token_id,
@@ -66,6 +66,9 @@ def tiny_sam_config() -> SamConfig:
             global_attn_indexes=[1, 3],
             mlp_dim=384,
             num_pos_feats=32,
+            # SamVisionConfig defaults to std 1e-10: fine for loading SAM's weights, but from scratch it
+            # leaves the encoder at ~0 and it barely learns. Use the usual 0.02.
+            initializer_range=0.02,
         ),
         prompt_encoder_config=dict(
             hidden_size=64, image_size=TINY_IMAGE_SIZE, patch_size=TINY_SAM_PATCH, mask_input_channels=8

@@ -39,6 +39,11 @@ class SamRecipe:
 def build_tiny_sam(seed: int = 0) -> tuple[SamModel, SamProcessor]:
     torch.manual_seed(seed)
     model = SamModel(tiny_sam_config())
+    with torch.no_grad():
+        # transformers draws SAM's random Fourier features with std hidden_size // 2 (48 here): harmless
+        # when SAM's weights are loaded over it, but from scratch it turns every point coordinate and the
+        # image's positional encoding into aliasing noise. SAM's own PositionEmbeddingRandom uses std 1.
+        model.shared_image_embedding.positional_embedding.normal_(0.0, 1.0)
     image_processor = SamImageProcessorPil(
         size={"longest_edge": TINY_IMAGE_SIZE},
         pad_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE},

@@ -40,12 +40,12 @@ class VlmRecipe:
     vision_steps: int = 250
     vision_batch_size: int = 48
     vision_lr: float = 2e-3
-    steps: int = 900
-    batch_size: int = 32
+    steps: int = 800
+    batch_size: int = 16  # conversations (one scene each) per step
+    max_turns: int = 10  # question/answer turns per conversation, as in LLaVA's multi-turn data
     lr: float = 1e-3
     warmup_steps: int = 60
     weight_decay: float = 0.01
-    caption_fraction: float = 0.15
     seed: int = 0
 
 
@@ -91,18 +91,36 @@ def encode_images(processor: LlavaProcessor, scenes: list[Scene], chunk: int = 2
     return torch.cat(batches)
 
 
-def collate_training_batch(processor: LlavaProcessor, prompts: list[str], answers: list[str]) -> dict:
-    """Right-padded ids with labels on the answer and ``</s>`` only (prompt and image tokens are -100)."""
+def collate_conversations(processor: LlavaProcessor, conversations: list[list[tuple[str, str]]]) -> dict:
+    """Right-padded multi-turn sequences with labels on the answers and their ``</s>`` only.
+
+    LLaVA-1.5's format: ``USER: <image>\nq1 ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>...``. The first
+    turn is exactly the single-question prompt used at inference. Segments are tokenized separately
+    (the word-level tokenizer splits the same way either way) so each answer's span is known.
+    """
     tokenizer = processor.tokenizer
-    expanded = [p.replace(processor.image_token, _image_tokens(processor)) for p in prompts]
-    prompt_lengths = [len(ids) for ids in tokenizer(expanded)["input_ids"]]
-    full = tokenizer([p + " " + a + tokenizer.eos_token for p, a in zip(expanded, answers)],
-                     padding=True, padding_side="right", return_tensors="pt")
-    labels = full["input_ids"].clone()
-    for row, length in enumerate(prompt_lengths):
-        labels[row, :length] = -100
-    labels[full["attention_mask"] == 0] = -100
-    return {"input_ids": full["input_ids"], "attention_mask": full["attention_mask"], "labels": labels}
+    image_tokens = _image_tokens(processor)
+    rows, label_rows = [], []
+    for turns in conversations:
+        ids, labels = [tokenizer.bos_token_id], [-100]
+        for t, (question, answer) in enumerate(turns):
+            prompt = chat_prompt(question).replace(processor.image_token, image_tokens) if t == 0 \
+                else f"USER: {question} ASSISTANT:"
+            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            ids += prompt_ids + answer_ids
+            labels += [-100] * len(prompt_ids) + answer_ids
+        rows.append(ids)
+        label_rows.append(labels)
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    label_ids = torch.full((len(rows), width), -100)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (ids, labels) in enumerate(zip(rows, label_rows)):
+        input_ids[i, :len(ids)] = torch.tensor(ids)
+        label_ids[i, :len(labels)] = torch.tensor(labels)
+        attention[i, :len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": label_ids}
 
 
 def _image_tokens(processor: LlavaProcessor) -> str:
@@ -198,7 +216,8 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
     """Train tiny-llava from scratch; returns (model, processor, stage-2 loss history).
 
     Stage 1 trains the vision tower on dense patch labels. Stage 2 freezes it, as LLaVA freezes CLIP,
-    and trains the projector and the language model on captions, questions and reasoning queries.
+    and trains the projector and the language model on multi-turn conversations about each scene
+    (captions, questions and reasoning queries).
     """
     random.seed(recipe.seed)
     model, processor = build_tiny_llava(recipe.seed)
@@ -211,8 +230,7 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
     tower.eval()
     tower.requires_grad_(False)
     features = vision_features(model, pixel_values)
-    qa_pool = [(i, q, a) for i, s in enumerate(scenes) for kind, q, a in scene_texts(s) if kind != "caption"]
-    caption_pool = [(i, CAPTION_QUESTION, s.caption()) for i, s in enumerate(scenes)]
+    texts = [[(q, a) for _, q, a in scene_texts(s)] for s in scenes]
     generator = torch.Generator().manual_seed(recipe.seed)
 
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -221,12 +239,13 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
     history = []
     bar = tqdm(range(recipe.steps), desc="tiny-llava", disable=not progress)
     for step in bar:
-        n_caption = int(recipe.batch_size * recipe.caption_fraction)
-        qa_idx = torch.randint(len(qa_pool), (recipe.batch_size - n_caption,), generator=generator)
-        cap_idx = torch.randint(len(caption_pool), (n_caption,), generator=generator)
-        samples = [qa_pool[i] for i in qa_idx.tolist()] + [caption_pool[i] for i in cap_idx.tolist()]
-        batch = collate_training_batch(processor, [chat_prompt(q) for _, q, _ in samples], [a for _, _, a in samples])
-        embeds = embed_with_image_features(model, batch["input_ids"], features[[i for i, _, _ in samples]])
+        chosen = torch.randint(len(scenes), (recipe.batch_size,), generator=generator).tolist()
+        conversations = []
+        for i in chosen:
+            order = torch.randperm(len(texts[i]), generator=generator)[:recipe.max_turns].tolist()
+            conversations.append([texts[i][k] for k in order])
+        batch = collate_conversations(processor, conversations)
+        embeds = embed_with_image_features(model, batch["input_ids"], features[chosen])
         loss = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
