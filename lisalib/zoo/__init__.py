@@ -56,7 +56,11 @@ def resolve(name_or_path: str | os.PathLike) -> str:
 
 def quantization_config(load_in_4bit: bool = False, load_in_8bit: bool = False,
                         compute_dtype: torch.dtype = torch.float32, skip_modules: list[str] | None = None):
-    """The bitsandbytes settings this tutorial uses: NF4 with double quantization, or LLM.int8()."""
+    """The bitsandbytes settings this tutorial uses: NF4 with double quantization, or LLM.int8().
+
+    ``skip_modules`` replaces transformers' own skip list rather than extending it, so ``lm_head`` is
+    added back here: a custom list would otherwise quantize the output layer too.
+    """
     if load_in_4bit and load_in_8bit:
         raise ValueError("choose one of load_in_4bit and load_in_8bit")
     if not (load_in_4bit or load_in_8bit):
@@ -69,7 +73,7 @@ def quantization_config(load_in_4bit: bool = False, load_in_8bit: bool = False,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype,
-        llm_int8_skip_modules=skip_modules,
+        llm_int8_skip_modules=None if skip_modules is None else sorted({*skip_modules, "lm_head"}),
     )
 
 

@@ -1,0 +1,91 @@
+"""lisalib.bench: FLOP counting on the meta device, wall-time bookkeeping, the CLI. No timing assertions."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from lisalib import bench
+from lisalib.modeling_lisa import LisaForReasoningSegmentation
+from lisalib.zoo.configs import tiny_llava_config, tiny_sam_config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from a second thread, and on a busy 2-core machine its OpenMP barriers
+    cost up to 50x; restore torch's setting afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def real_base():
+    """Real-size LLaVA-1.5-7B + SAM ViT-B in all three vision sources, on the meta device."""
+    return {source: bench.meta_model(source, sam="base") for source in ("dual", "vlm", "sam")}
+
+
+def test_count_flops_counts_a_multiply_add_as_two():
+    layer = nn.Linear(16, 8, bias=False)
+    assert bench.count_flops(layer, torch.zeros(4, 16)) == 2 * 4 * 16 * 8
+
+
+def test_vision_flops_are_the_sum_of_their_components(real_base):
+    parts = bench.component_flops(real_base)
+    flops = {source: bench.vision_flops(model) for source, model in real_base.items()}
+    assert flops["dual"] == parts["clip_and_projector"] + parts["sam_vit"]
+    assert flops["vlm"] == parts["clip_and_projector"] + parts["vision_to_sam"]
+    assert flops["sam"] == parts["sam_vit"] + parts["vision_to_vlm_and_projector"]
+    # the seed's "2x" counts passes; the work ratio is set by how much bigger SAM's ViT is than CLIP's
+    assert flops["dual"] / flops["vlm"] > 3 and 1 < flops["dual"] / flops["sam"] < 2
+    # CLIP ViT-L/14-336 alone: linear layers ~349 GFLOP + attention; SAM ViT-B at 1024 px: ~0.97 TFLOP
+    assert 370e9 < parts["clip_and_projector"] < 420e9 and 0.9e12 < parts["sam_vit"] < 1.05e12
+
+
+def test_end_to_end_flops_are_dominated_by_the_llm(real_base):
+    e2e = {source: bench.end_to_end_flops(real_base[source]) for source in ("dual", "vlm")}
+    dual, vlm = e2e["dual"], e2e["vlm"]
+    assert dual["total"] == dual["vision"] + dual["llm"] + dual["mask_decoder"]
+    assert dual["sequence_length"] == 576 + bench.DEFAULT_TEXT_TOKENS
+    assert dual["llm"] == vlm["llm"] and dual["llm"] > 5 * dual["vision"]
+    assert 1.0 < dual["total"] / vlm["total"] < dual["vision"] / vlm["vision"]
+
+
+def test_wall_time_bookkeeping_with_tiny_configs():
+    tiny_vlm = tiny_llava_config(vocab_size=40, image_token_id=4, pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    result = bench.measure_wall_times(tiny_sam_config(), repeats=2, warmup=0, vlm_config=tiny_vlm)
+    samples = result["samples"]
+    assert all(len(values) == 2 for values in samples.values())
+    assert samples["dual"][0] == pytest.approx(samples["clip_and_projector"][0] + samples["sam_vit"][0])
+    assert result["wall_ratio"] == pytest.approx(result["seconds"]["dual"] / result["seconds"]["vlm"])
+    with pytest.raises(ValueError, match="repeats"):
+        bench.measure_wall_times(tiny_sam_config(), repeats=0, vlm_config=tiny_vlm)
+
+
+def test_tiny_vision_path_counts_like_the_real_one():
+    tiny = bench.lisa_config("vlm", tiny_llava_config(40, 4, 0, 2, 3), tiny_sam_config())
+    model = LisaForReasoningSegmentation(tiny).eval().requires_grad_(False)
+    features = model.encode_images(torch.zeros(1, 3, 128, 128))
+    assert features.llm.shape == (1, 64, 192) and features.sam.shape == (1, 64, 16, 16)
+    assert bench.count_flops(model.encode_images, torch.zeros(1, 3, 128, 128)) > 0
+
+
+def test_cli_json_has_the_documented_keys(capsys):
+    assert bench.main(["vision", "--json", "--no-wall", "--sam", "base"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("flops_dual", "flops_single", "flop_ratio", "wall_ratio", "e2e_flop_ratio"):
+        assert key in result
+    assert result["wall_ratio"] is None  # --no-wall
+    assert result["flop_ratio"] == pytest.approx(result["flops_dual"] / result["flops_single"])
+    assert result["e2e_flop_ratio"] < result["flop_ratio"]
+    report = bench.format_report(result)
+    assert "SAM ViT-B" in report and "dual/vlm" in report
+
+
+def test_cli_help():
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["vision", "--help"])
+    assert exit_info.value.code == 0
