@@ -12,16 +12,6 @@ from lisalib.modeling_lisa import LisaForReasoningSegmentation
 from lisalib.zoo.configs import tiny_llava_config, tiny_sam_config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from a second thread, and on a busy 2-core machine its OpenMP barriers
-    cost up to 50x; restore torch's setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def real_base():
     """Real-size LLaVA-1.5-7B + SAM ViT-B in all three vision sources, on the meta device."""

@@ -22,16 +22,6 @@ SOURCES = ("dual", "vlm", "sam")
 QUESTIONS = ["where is the red circle?", "what shape is the blue object?"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from a second thread, and on a busy 2-core machine its OpenMP barriers
-    cost up to 50x; restore torch's setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
     """Random tiny LLaVA and SAM saved like zoo checkpoints, so from_parts goes through lisalib.zoo."""

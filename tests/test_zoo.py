@@ -1,6 +1,7 @@
 """The shipped tiny zoo: loads with plain transformers, round-trips exactly, still meets its bars."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoProcessor, LlavaForConditionalGeneration, LlavaProcessor, SamModel, SamProcessor
@@ -72,3 +73,34 @@ def test_bad_names_give_clear_errors(tmp_path):
         load_sam(str(tmp_path))
     assert resolve("llava-hf/llava-1.5-7b-hf") == "llava-hf/llava-1.5-7b-hf"  # hub ids pass through untouched
     assert resolve("tiny-sam") == str(zoo_path("tiny-sam"))
+
+
+def test_conversation_labels_cover_answers_only():
+    from lisalib.shapes import chat_prompt, generate_scenes
+    from lisalib.zoo.pretrain_vlm import build_tiny_llava, collate_conversations
+
+    _, processor = build_tiny_llava()
+    batch = collate_conversations(processor, [[("what color is the star?", "red"), ("how many shapes are there?", "two")],
+                                              [("is there a blue circle?", "no")]])
+    tokens = processor.tokenizer.convert_ids_to_tokens
+    labelled = [tokens([int(i) for i, l in zip(row, labels) if l != -100])
+                for row, labels in zip(batch["input_ids"], batch["labels"])]
+    assert labelled == [["red", "</s>", "two", "</s>"], ["no", "</s>"]]
+    single = processor(images=[generate_scenes(1)[0].render()], text=[chat_prompt("is there a blue circle?")],
+                       return_tensors="pt")["input_ids"][0]
+    assert torch.equal(batch["input_ids"][1, :len(single)], single)  # turn one is exactly the inference prompt
+
+
+def test_pretraining_loops_run_and_learn_something():
+    from lisalib.zoo.pretrain_sam import SamRecipe, build_tiny_sam, pretrain_sam
+    from lisalib.zoo.pretrain_vlm import VlmRecipe, build_tiny_llava, pretrain_vlm
+
+    for build, pretrain, recipe in (
+        (build_tiny_llava, pretrain_vlm, VlmRecipe(train_scenes=16, vision_steps=2, vision_batch_size=4, steps=3, batch_size=4)),
+        (build_tiny_sam, pretrain_sam, SamRecipe(train_scenes=16, steps=3, batch_size=4)),
+    ):
+        before = {k: v.clone() for k, v in build(0)[0].state_dict().items()}
+        model, _, history = pretrain(recipe, progress=False)
+        assert len(history) == recipe.steps and all(np.isfinite(history))
+        changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+        assert len(changed) > len(before) // 2

@@ -17,6 +17,7 @@ from transformers import SamImageProcessorPil, SamModel, SamProcessor, get_cosin
 
 from lisalib.inference import centre_point, segment_from_points
 from lisalib.shapes import generate_scenes
+from lisalib.zoo.steps import take_step
 from lisalib.zoo.configs import TINY_IMAGE_SIZE, tiny_sam_config
 
 TRAIN_SEED = 3000
@@ -123,12 +124,7 @@ def pretrain_sam(recipe: SamRecipe = SamRecipe(), progress: bool = True):
             iou = inter / union.clamp(min=1)
         iou_loss = F.mse_loss(out.iou_scores.squeeze(-1), iou)  # teaches SAM's own quality head
         loss = bce + dice + iou_loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        history.append(loss.item())
+        history.append(take_step(loss, list(model.parameters()), optimizer, schedule))
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(history[-20:]):.3f}", iou=f"{iou.mean().item():.3f}")
     model.eval()

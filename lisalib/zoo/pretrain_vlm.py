@@ -18,6 +18,7 @@ from transformers import (CLIPImageProcessorPil, LlavaForConditionalGeneration, 
 
 from lisalib.inference import answer_questions
 from lisalib.shapes import CAPTION_QUESTION, COLOURS, SHAPE_KINDS, Scene, chat_prompt, generate_scenes, vocabulary
+from lisalib.zoo.steps import take_step
 from lisalib.zoo.configs import TINY_IMAGE_SIZE, TINY_VLM_PATCH, tiny_llava_config
 from lisalib.zoo.tokenizer import build_word_tokenizer
 
@@ -179,12 +180,7 @@ def pretrain_vision_tower(model: LlavaForConditionalGeneration, scenes: list[Sce
         loss = (ce(heads["colour"](features).flatten(0, 1), colour_labels[idx].flatten())
                 + ce(heads["kind"](features).flatten(0, 1), kind_labels[idx].flatten())
                 + ce(heads["count"](features.mean(1)), counts[idx]))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        history.append(loss.item())
+        history.append(take_step(loss, params, optimizer, schedule))
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(history[-20:]) / len(history[-20:]):.3f}")
     return history
@@ -247,12 +243,7 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
         batch = collate_conversations(processor, conversations)
         embeds = embed_with_image_features(model, batch["input_ids"], features[chosen])
         loss = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        history.append(loss.item())
+        history.append(take_step(loss, trainable, optimizer, schedule))
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(history[-20:]) / len(history[-20:]):.3f}")
     model.requires_grad_(True)
