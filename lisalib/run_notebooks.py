@@ -38,6 +38,7 @@ def execute(notebook: Path, out_dir: Path, profile: str, timeout: int = 900) -> 
 
     from lisalib.report import REPORT_ENV, read_records
 
+    out_dir = out_dir.resolve()  # the kernel runs in the notebook's folder, so hand it absolute paths
     records_path = out_dir / "records" / f"{notebook.stem}.jsonl"
     records_path.parent.mkdir(parents=True, exist_ok=True)
     records_path.unlink(missing_ok=True)
@@ -52,7 +53,7 @@ def execute(notebook: Path, out_dir: Path, profile: str, timeout: int = 900) -> 
     try:
         client.execute()
     except CellExecutionError as exc:
-        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        error = f"{exc.ename}: {exc.evalue}"
     finally:
         for key, value in env_before.items():
             if value is None:

@@ -70,3 +70,28 @@ def test_discover_finds_numbered_notebooks_in_order():
     assert found[0].name.startswith("00_")
     with pytest.raises(SystemExit):
         discover(only=["99"])
+
+
+def test_runner_executes_a_notebook_and_collects_its_figures(tmp_path, monkeypatch):
+    """A two-cell notebook in its own folder: the kernel's cwd differs from ours, as in the real runs."""
+    import nbformat
+
+    from lisalib.run_notebooks import execute
+
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("from lisalib.report import record\nrecord('answer', 42, unit='things')"),
+        nbformat.v4.new_code_cell("import os\nprint(os.environ['LISALIB_PROFILE'])"),
+    ])
+    nbformat.write(nb, folder / "00_demo.ipynb")
+    monkeypatch.chdir(tmp_path)
+    result = execute(folder / "00_demo.ipynb", tmp_path / "out", "tiny", timeout=120)
+    assert result["ok"], result["error"]
+    assert result["figures"] == [{"name": "answer", "value": 42, "unit": "things", "note": ""}]
+    executed = nbformat.read(result["executed_copy"], as_version=4)
+    assert executed.cells[1].outputs[0]["text"].strip() == "tiny"
+
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0")]), folder / "01_bad.ipynb")
+    failed = execute(folder / "01_bad.ipynb", tmp_path / "out", "tiny", timeout=120)
+    assert not failed["ok"] and failed["error"].startswith("ZeroDivisionError")
