@@ -28,7 +28,7 @@ LOW_RES = TINY_IMAGE_SIZE // 2  # SAM's decoder upsamples the embedding grid 4x:
 @dataclass
 class SamRecipe:
     train_scenes: int = 3000
-    steps: int = 700
+    steps: int = 1200
     batch_size: int = 16
     prompts_per_image: int = 4  # decoder runs per encoder pass: the encoder is the expensive part
     lr: float = 1e-3
