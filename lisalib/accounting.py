@@ -143,11 +143,14 @@ def build_meta_model(config, dtype: torch.dtype = torch.float32) -> nn.Module:
 # The Modified LISA projection layers
 # --------------------------------------------------------------------------------------------------
 def projection_layers(vision_dim: int = 1024, llm_dim: int = 4096, sam_dim: int = 256) -> nn.ModuleDict:
-    """``vision_to_sam`` and ``seg_token_to_sam`` as design doc 000 specifies: Linear + GELU + LayerNorm."""
+    """``vision_to_sam`` and ``seg_token_to_sam`` as design doc 000 specifies (Linear + GELU + LayerNorm):
+    the very modules chapter 2's model uses, so the count cannot drift from the model."""
+    from lisalib.modeling_lisa import SegTokenToSam, VisionToSam
+
     return nn.ModuleDict(
         {
-            "vision_to_sam": nn.Sequential(nn.Linear(vision_dim, sam_dim), nn.GELU(), nn.LayerNorm(sam_dim)),
-            "seg_token_to_sam": nn.Sequential(nn.Linear(llm_dim, sam_dim), nn.GELU(), nn.LayerNorm(sam_dim)),
+            "vision_to_sam": VisionToSam(vision_dim, sam_dim, sam_grid=64),  # the grid size holds no parameters
+            "seg_token_to_sam": SegTokenToSam(llm_dim, sam_dim),
         }
     )
 
