@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: main test setup zoo clean
+.PHONY: main test setup zoo lisa clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,15 @@ test: $(STAMP)
 
 zoo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m lisalib.zoo build
+
+# chapter 3/4 checkpoints on top of the zoo: same recipe and budget for both designs (about 10 min each)
+lisa: $(STAMP)
+	for source in vlm dual; do \
+	  OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.train --profile tiny \
+	    --vision_source $$source --use_lora --data data/reasonseg_synth --n_train 2000 --epochs 6 --batch_size 8 \
+	    --lr 1e-3 --warmup_steps 50 --save_every 250 --output_dir runs/tiny-lisa-$$source \
+	    --export_to lisalib/zoo/checkpoints/tiny-lisa-$$source --no_progress --json || exit 1; \
+	done
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -46,7 +46,8 @@ from lisalib.processing_lisa import VISION_SOURCES, LisaInputError, LisaProcesso
 
 SEG_HIDDEN_STATES = ("preceding", "seg")
 SEG_PROJECTIONS = ("seg_token_to_sam", "text_hidden_fcs")
-TRAINABLE_GROUPS = ("projections", "seg_row", "mask_decoder")
+TRAINABLE_GROUPS = ("projections", "seg_row", "mask_decoder", "lora", "llm")
+DEFAULT_TRAINABLE = ("projections", "seg_row", "mask_decoder")  # LISA's set, minus LoRA
 
 
 class LisaConfig(PreTrainedConfig):
@@ -535,7 +536,8 @@ class LisaForReasoningSegmentation(PreTrainedModel):
 
         ``projections``: the bridges (new, random); ``seg_row``: the input-embedding and ``lm_head``
         matrices, of which only the ``<SEG>`` row should change (see :meth:`set_trainable`);
-        ``mask_decoder``: SAM's decoder (LISA trains it fully).
+        ``mask_decoder``: SAM's decoder (LISA trains it fully); ``lora``: peft adapters, if any were injected;
+        ``llm``: the whole language model (an ablation, not LISA's recipe).
         """
         bridges = [getattr(self, name) for name in ("vision_to_sam", "vision_to_vlm", "seg_projection")
                    if hasattr(self, name)]
@@ -543,9 +545,12 @@ class LisaForReasoningSegmentation(PreTrainedModel):
             "projections": [p for module in bridges for p in module.parameters()],
             "seg_row": [self.vlm.get_input_embeddings().weight, self.vlm.get_output_embeddings().weight],
             "mask_decoder": list(self.sam.mask_decoder.parameters()),
+            "lora": [p for name, p in self.named_parameters() if "lora_" in name],
+            # not a LISA group: the whole LLM, for the ablation "what if the language backbone were not frozen"
+            "llm": [p for name, p in self.vlm.model.language_model.named_parameters() if "lora_" not in name],
         }
 
-    def set_trainable(self, groups: Sequence[str] = TRAINABLE_GROUPS) -> dict[str, int]:
+    def set_trainable(self, groups: Sequence[str] = DEFAULT_TRAINABLE) -> dict[str, int]:
         """Freeze everything, then unfreeze ``groups``; returns trainable parameter counts per group.
 
         For ``seg_row`` a gradient hook zeroes every row but ``<SEG>``'s, so the optimizer sees gradient
@@ -559,6 +564,9 @@ class LisaForReasoningSegmentation(PreTrainedModel):
         self._seg_row_hooks = []
         self.requires_grad_(False)
         available = self.trainable_groups()
+        if "lora" in groups and not available["lora"]:
+            raise ValueError("trainable group 'lora' asked for, but the model has no LoRA adapters "
+                             "(inject them first, e.g. lisalib.train.add_lora)")
         counts = {}
         for group in groups:
             for param in available[group]:

@@ -70,8 +70,8 @@ def get_profile(name: str | None = None) -> Profile:
             device="cpu",
             dtype="float32",
             load_in_4bit=False,
-            train_steps=300,
-            eval_samples=64,
+            train_steps=150,  # chapter 3: optimizer steps per model inside the notebook
+            eval_samples=200,  # chapter 4: the whole synthetic val split (ReasonSeg val has 200 too)
             notes={"why": "offline models this repo trains itself on the shapes world; runs on 2 CPU cores"},
         )
     gpu = _cuda_available()

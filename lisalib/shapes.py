@@ -387,6 +387,9 @@ def vocabulary() -> list[str]:
         "where is the? is there a an? yes no shape shapes: a, and the . middle",
         "which shape would roll down a hill? has corners most fewest as many one sides same closest to",
         "largest in of image",
+        # LISA's segmentation prompt and answer templates (lisalib.data.reasonseg), so chapter 3's
+        # queries reach the tiny VLM as words rather than <unk>
+        "what is this in this image? please output segmentation mask. sure, it is the segmentation result is",
     ]
     for text in templates:
         words |= set(split_words(text))

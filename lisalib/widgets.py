@@ -2,8 +2,8 @@
 
 The pixel work (:func:`render_sample`, :func:`segment_query`) is pure and returns arrays, so it is
 tested without a notebook; :func:`mask_browser` and :func:`query_box` only wire sliders and toggles to
-it with ``ipywidgets.interactive``, whose ``result`` holds the last rendering. Only widget APIs common to
-ipywidgets 7.7 (Colab) and 8 are used.
+it (value widgets observed by a redraw that fills an ``Image`` widget), and ``result`` holds the last
+rendering. Only widget APIs common to ipywidgets 7.7 (Colab) and 8 are used.
 """
 from __future__ import annotations
 
@@ -89,12 +89,40 @@ def segment_query(segment_fn: Callable[[Any, str], Any], image: Any, query: str,
     return {"query": query, "mask": mask, "rgb": rgb, "area": int(mask.sum())}
 
 
-def _display(rgb: np.ndarray, caption: str, zoom: int) -> None:
-    from IPython.display import HTML, display
+def _png(rgb: np.ndarray, zoom: int) -> bytes:
+    """The picture enlarged ``zoom`` times (nearest neighbour keeps pixels sharp), as PNG bytes."""
+    import io
 
-    display(HTML(caption))
     picture = Image.fromarray(rgb)
-    display(picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST))
+    buffer = io.BytesIO()
+    picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _viewer(controls: dict, render: Callable[..., tuple[np.ndarray, str, dict]], zoom: int):
+    """Controls, an HTML caption and an Image widget in a VBox; ``render(**values)`` redraws on every change.
+
+    Plain value widgets instead of ``ipywidgets.interactive``: no Output-widget capture, which headless
+    executors (nbclient) occasionally lose track of, stalling the notebook until their timeout.
+    The last rendering's result dict is kept in ``viewer.result``.
+    """
+    from ipywidgets import HTML as HtmlWidget
+    from ipywidgets import Image as ImageWidget
+    from ipywidgets import VBox
+
+    caption, picture = HtmlWidget(), ImageWidget(format="png")
+    viewer = VBox([*controls.values(), caption, picture])
+
+    def refresh(*_) -> None:
+        rgb, text, result = render(**{name: widget.value for name, widget in controls.items()})
+        caption.value = text
+        picture.value = _png(rgb, zoom)
+        viewer.result = result
+
+    for widget in controls.values():
+        widget.observe(refresh, names="value")
+    refresh()
+    return viewer
 
 
 def _sample_text(sample: dict) -> tuple[str, bool | None]:
@@ -110,7 +138,7 @@ def mask_browser(samples: Sequence[dict], threshold: float = 0.0, alpha: float =
     ground truth, prediction and ignore region. The caption shows the query and the sample's IoU at the
     chosen threshold; ``widget.result`` holds ``{"index", "iou", "rgb"}`` of the current view.
     """
-    from ipywidgets import Checkbox, FloatSlider, IntSlider, interactive
+    from ipywidgets import Checkbox, FloatSlider, IntSlider
 
     samples = list(samples)
     if not samples:
@@ -122,25 +150,24 @@ def mask_browser(samples: Sequence[dict], threshold: float = 0.0, alpha: float =
     if not low <= threshold <= high:
         raise ValueError(f"threshold {threshold} lies outside threshold_range {threshold_range}")
 
-    def show(index: int, threshold: float, alpha: float, show_gt: bool, show_pred: bool, show_ignore: bool) -> dict:
+    def show(index: int, threshold: float, alpha: float, show_gt: bool, show_pred: bool, show_ignore: bool):
         sample = samples[index]
         rgb, iou = render_sample(sample["image"], sample["mask"], sample.get("logits"), threshold, alpha,
                                  show_gt, show_pred, show_ignore)
         text, is_sentence = _sample_text(sample)
         kind = {True: "long", False: "short"}.get(is_sentence, "")
         score = "no prediction" if iou is None else f"IoU {iou:.3f} at logit &gt; {threshold:g}"
-        _display(rgb, f"<b>{index}</b> {kind} <i>{html.escape(text)}</i> &mdash; {score}", zoom)
-        return {"index": index, "iou": iou, "rgb": rgb}
+        caption = f"<b>{index}</b> {kind} <i>{html.escape(text)}</i> &mdash; {score}"
+        return rgb, caption, {"index": index, "iou": iou, "rgb": rgb}
 
-    return _run_now(interactive(
-        show,
-        index=IntSlider(value=0, min=0, max=len(samples) - 1, description="sample"),
-        threshold=FloatSlider(value=threshold, min=low, max=high, step=0.1, description="logit >"),
-        alpha=FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="opacity"),
-        show_gt=Checkbox(value=True, description="ground truth"),
-        show_pred=Checkbox(value=True, description="prediction"),
-        show_ignore=Checkbox(value=True, description="ignore region"),
-    ))
+    return _viewer({
+        "index": IntSlider(value=0, min=0, max=len(samples) - 1, description="sample"),
+        "threshold": FloatSlider(value=threshold, min=low, max=high, step=0.1, description="logit >"),
+        "alpha": FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="opacity"),
+        "show_gt": Checkbox(value=True, description="ground truth"),
+        "show_pred": Checkbox(value=True, description="prediction"),
+        "show_ignore": Checkbox(value=True, description="ignore region"),
+    }, show, zoom)
 
 
 def query_box(segment_fn: Callable[[Any, str], Any], image: Any, value: str = "", alpha: float = 0.5, zoom: int = 3):
@@ -148,27 +175,18 @@ def query_box(segment_fn: Callable[[Any, str], Any], image: Any, value: str = ""
 
     Children: the query ``Text`` and the opacity slider; ``widget.result`` is :func:`segment_query`'s dict.
     """
-    from ipywidgets import FloatSlider, Text, interactive
+    from ipywidgets import FloatSlider, Text
 
     ensure_rgb(image)  # fail now, not inside the callback
 
-    def run(query: str, alpha: float) -> dict:
+    def run(query: str, alpha: float):
         result = segment_query(segment_fn, image, query, alpha)
         caption = (f"<i>{html.escape(result['query'])}</i> &mdash; {result['area']} pixels" if result["query"]
                    else "type a query and press Enter")
-        _display(result["rgb"], caption, zoom)
-        return result
+        return result["rgb"], caption, result
 
-    return _run_now(interactive(
-        run,
-        query=Text(value=value, placeholder="which shape would roll down a hill?", description="query",
-                   continuous_update=False),
-        alpha=FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="opacity"),
-    ))
-
-
-def _run_now(widget):
-    """Render once at construction: ipywidgets 8 does, 7.7 (Colab) waits until the widget is displayed."""
-    if widget.result is None:
-        widget.update()
-    return widget
+    return _viewer({
+        "query": Text(value=value, placeholder="which shape would roll down a hill?", description="query",
+                      continuous_update=False),
+        "alpha": FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="opacity"),
+    }, run, zoom)

@@ -311,6 +311,18 @@ def test_set_trainable_limits_gradients_to_groups_and_seg_row(parts, scenes):
     assert model.vision_to_sam.linear.weight.grad.abs().sum() > 0
 
 
+def test_optional_groups_lora_and_llm(parts):
+    model = LisaForReasoningSegmentation.from_parts(*parts, vision_source="dual")
+    with pytest.raises(ValueError, match="no LoRA adapters"):
+        model.set_trainable(["lora"])
+    with pytest.raises(ValueError, match="unknown trainable group"):
+        model.set_trainable(["decoder"])
+    counts = model.set_trainable(["llm"])
+    assert counts["llm"] == sum(p.numel() for p in model.vlm.model.language_model.parameters())
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        f"vlm.model.language_model.{n}" for n, _ in model.vlm.model.language_model.named_parameters()}
+
+
 def test_four_bit_llm_on_cpu(parts, scenes):
     pytest.importorskip("bitsandbytes")
     model = LisaForReasoningSegmentation.from_parts(*parts, vision_source="vlm", load_in_4bit=True)

@@ -45,7 +45,7 @@ def tiny_llava_config(vocab_size: int, image_token_id: int, pad_token_id: int, b
         image_token_index=image_token_id,
         image_seq_length=num_patches,
         vision_feature_select_strategy="default",  # drop CLS, as llava-1.5 does
-        vision_feature_layer=-2,  # penultimate layer, as llava-1.5 does
+        vision_feature_layer=-1,  # the last layer (llava-1.5 reads the penultimate one of its 24; this tower has 4)
         projector_hidden_act="gelu",
         tie_word_embeddings=False,
     )

@@ -33,19 +33,23 @@ KIND_CLASSES = list(SHAPE_KINDS)
 class VlmRecipe:
     """Everything that determines the built checkpoint (with the code itself).
 
-    Stage 1 teaches the vision tower to see (dense patch labels); stage 2 is LLaVA-style instruction
-    tuning of the whole model on captions and questions.
+    Stage 1 teaches the vision tower to see (dense patch labels: colour, shape kind and position of the
+    covering object, plus each object's kind from its pooled patches); stage 2 is LLaVA-style
+    instruction tuning of the projector and language model on multi-turn conversations.
     """
 
     train_scenes: int = 4000
-    vision_steps: int = 250
+    vision_steps: int = 1200
     vision_batch_size: int = 48
     vision_lr: float = 2e-3
-    steps: int = 800
-    batch_size: int = 16  # conversations (one scene each) per step
-    max_turns: int = 10  # question/answer turns per conversation, as in LLaVA's multi-turn data
+    kind_weight: float = 2.0  # shape kind is the hardest fact to see from 16 px patches: weigh it up
+    augment: bool = True  # random flips/transposes of the scene (labels follow) in stage 1
+    steps: int = 1200
+    batch_size: int = 12  # conversations (one scene each) per step
+    max_turns: int = 16  # question/answer turns per conversation, as in LLaVA's multi-turn data
+    reason_turns: int = 3  # at most this many reasoning queries per conversation (they outnumber QA pairs)
     lr: float = 1e-3
-    warmup_steps: int = 60
+    warmup_steps: int = 100
     weight_decay: float = 0.01
     seed: int = 0
 
@@ -130,56 +134,107 @@ def _image_tokens(processor: LlavaProcessor) -> str:
     return processor.image_token * (patches + processor.num_additional_image_tokens - 1)
 
 
-def patch_labels(scene: Scene, grid: int, min_cover: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per patch of a ``grid`` x ``grid`` split: (colour class, kind class) of the object covering most
-    of it, class 0 when no object covers at least ``min_cover`` of the patch."""
+def patch_labels(scene: Scene, grid: int, min_cover: float = 0.15) -> torch.Tensor:
+    """[4, grid * grid] labels per patch of a ``grid`` x ``grid`` split, from the object covering most of
+    it: colour class, kind class, and the column and row third (1-3) its centre lies in (the facts
+    position answers are made of). Class 0 where no object covers at least ``min_cover`` of the patch."""
     visible = scene.visible_masks()
     cell = scene.width // grid
-    colours, kinds = torch.zeros(grid * grid, dtype=torch.long), torch.zeros(grid * grid, dtype=torch.long)
+    labels = torch.zeros(4, grid * grid, dtype=torch.long)
     if len(visible) == 0:
-        return colours, kinds
+        return labels
     cover = visible.reshape(len(visible), grid, cell, grid, cell).mean(axis=(2, 4)).reshape(len(visible), -1)
     best = cover.argmax(axis=0)
     for patch, k in enumerate(best):
         if cover[k, patch] >= min_cover:
-            colours[patch] = COLOUR_CLASSES.index(scene.objects[k].colour) + 1
-            kinds[patch] = KIND_CLASSES.index(scene.objects[k].kind) + 1
-    return colours, kinds
+            obj = scene.objects[k]
+            labels[0, patch] = COLOUR_CLASSES.index(obj.colour) + 1
+            labels[1, patch] = KIND_CLASSES.index(obj.kind) + 1
+            labels[2, patch] = min(int(obj.center[0] / scene.width * 3), 2) + 1
+            labels[3, patch] = min(int(obj.center[1] / scene.height * 3), 2) + 1
+    return labels
+
+
+def object_pooling(scene: Scene, grid: int, max_objects: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """([max_objects, grid * grid] weights that average each object's patches by visible coverage,
+    [max_objects] kind classes, -100 for absent objects)."""
+    visible = scene.visible_masks()
+    cell = scene.width // grid
+    weights = torch.zeros(max_objects, grid * grid)
+    kinds = torch.full((max_objects,), -100, dtype=torch.long)
+    if len(visible):
+        cover = visible.reshape(len(visible), grid, cell, grid, cell).mean(axis=(2, 4)).reshape(len(visible), -1)
+        cover = torch.tensor(cover, dtype=torch.float)
+        weights[:len(visible)] = cover / cover.sum(1, keepdim=True).clamp_min(1e-6)
+        kinds[:len(visible)] = torch.tensor([KIND_CLASSES.index(o.kind) for o in scene.objects])
+    return weights, kinds
+
+
+def _dihedral(generator: torch.Generator, pixels: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
+              grid: int):
+    """One random transpose/flip of a batch of scenes, applied to pixels, patch labels and pooling
+    weights alike (a flip also mirrors the column/row thirds). Scenes are drawn symmetrically, so this
+    is free extra data for the tower."""
+    transpose, flip_x, flip_y = torch.randint(2, (3,), generator=generator).tolist()
+    labels = labels.reshape(-1, 4, grid, grid).clone()
+    weights = weights.reshape(len(weights), -1, grid, grid)
+    if transpose:
+        pixels, labels, weights = pixels.transpose(2, 3), labels.transpose(2, 3)[:, [0, 1, 3, 2]], weights.transpose(2, 3)
+    if flip_x:
+        pixels, labels, weights = pixels.flip(3), labels.flip(3), weights.flip(3)
+        labels[:, 2] = torch.where(labels[:, 2] > 0, 4 - labels[:, 2], 0)
+    if flip_y:
+        pixels, labels, weights = pixels.flip(2), labels.flip(2), weights.flip(2)
+        labels[:, 3] = torch.where(labels[:, 3] > 0, 4 - labels[:, 3], 0)
+    return (pixels.contiguous(), labels.reshape(-1, 4, grid * grid),
+            weights.reshape(len(weights), -1, grid * grid))
 
 
 def pretrain_vision_tower(model: LlavaForConditionalGeneration, scenes: list[Scene], pixel_values: torch.Tensor,
                           recipe: VlmRecipe, progress: bool = True) -> list[float]:
     """Stage 1: dense supervision of the patch features LLaVA reads (its ``vision_feature_layer``).
 
-    Linear heads predict each patch's colour and shape kind and the scene's object count from those
-    features; the heads are thrown away afterwards. This is what a pretrained CLIP brings to LLaVA:
-    features in which the visual facts are linearly readable, so instruction tuning only has to learn
-    where to look.
+    Linear heads predict each patch's colour, shape kind and position (column and row third of the
+    covering object's centre), each object's kind from its coverage-weighted mean patch feature, and
+    the scene's object count; the heads are thrown away afterwards. This is what a pretrained CLIP
+    brings to LLaVA: features in which the visual facts are linearly readable, so instruction tuning
+    only has to learn where to look.
     """
     tower = model.model.vision_tower
     width = tower.config.hidden_size
     grid = TINY_IMAGE_SIZE // TINY_VLM_PATCH
     heads = torch.nn.ModuleDict({"colour": torch.nn.Linear(width, len(COLOUR_CLASSES) + 1),
                                  "kind": torch.nn.Linear(width, len(KIND_CLASSES) + 1),
-                                 "count": torch.nn.Linear(width, 7)})
-    labels = [patch_labels(s, grid) for s in scenes]
-    colour_labels = torch.stack([c for c, _ in labels])
-    kind_labels = torch.stack([k for _, k in labels])
+                                 "count": torch.nn.Linear(width, 7),
+                                 "column": torch.nn.Linear(width, 4),
+                                 "row": torch.nn.Linear(width, 4),
+                                 "object_kind": torch.nn.Linear(width, len(KIND_CLASSES))})
+    pooling = [object_pooling(s, grid) for s in scenes]
+    pool_weights = torch.stack([w for w, _ in pooling])
+    object_kinds = torch.stack([k for _, k in pooling])
+    labels = torch.stack([patch_labels(s, grid) for s in scenes])
     counts = torch.tensor([len(s.objects) for s in scenes])
     params = list(tower.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=recipe.vision_lr, weight_decay=recipe.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, recipe.warmup_steps, recipe.vision_steps)
     generator = torch.Generator().manual_seed(recipe.seed + 1)
     layer = model.config.vision_feature_layer
+    ce = torch.nn.functional.cross_entropy
     history = []
     bar = tqdm(range(recipe.vision_steps), desc="tiny-llava vision tower", disable=not progress)
     for step in bar:
         idx = torch.randint(len(scenes), (recipe.vision_batch_size,), generator=generator)
-        features = tower(pixel_values[idx], output_hidden_states=True).hidden_states[layer][:, 1:]  # drop CLS
-        ce = torch.nn.functional.cross_entropy
-        loss = (ce(heads["colour"](features).flatten(0, 1), colour_labels[idx].flatten())
-                + ce(heads["kind"](features).flatten(0, 1), kind_labels[idx].flatten())
-                + ce(heads["count"](features.mean(1)), counts[idx]))
+        pixels, patch, weights = pixel_values[idx], labels[idx], pool_weights[idx]
+        if recipe.augment:
+            pixels, patch, weights = _dihedral(generator, pixels, patch, weights, grid)
+        features = tower(pixels, output_hidden_states=True).hidden_states[layer][:, 1:]  # drop CLS
+        pooled = weights @ features  # [batch, objects, width]: each object's mean patch feature
+        loss = ce(heads["count"](features.mean(1)), counts[idx])
+        loss = loss + recipe.kind_weight * ce(heads["object_kind"](pooled).flatten(0, 1), object_kinds[idx].flatten())
+        loss = loss + ce(heads["colour"](features).flatten(0, 1), patch[:, 0].flatten())
+        loss = loss + recipe.kind_weight * ce(heads["kind"](features).flatten(0, 1), patch[:, 1].flatten())
+        loss = loss + ce(heads["column"](features).flatten(0, 1), patch[:, 2].flatten())
+        loss = loss + ce(heads["row"](features).flatten(0, 1), patch[:, 3].flatten())
         history.append(take_step(loss, params, optimizer, schedule))
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(history[-20:]) / len(history[-20:]):.3f}")
@@ -226,7 +281,7 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
     tower.eval()
     tower.requires_grad_(False)
     features = vision_features(model, pixel_values)
-    texts = [[(q, a) for _, q, a in scene_texts(s)] for s in scenes]
+    texts = [scene_texts(s) for s in scenes]
     generator = torch.Generator().manual_seed(recipe.seed)
 
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -236,10 +291,7 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
     bar = tqdm(range(recipe.steps), desc="tiny-llava", disable=not progress)
     for step in bar:
         chosen = torch.randint(len(scenes), (recipe.batch_size,), generator=generator).tolist()
-        conversations = []
-        for i in chosen:
-            order = torch.randperm(len(texts[i]), generator=generator)[:recipe.max_turns].tolist()
-            conversations.append([texts[i][k] for k in order])
+        conversations = [_pick_turns(texts[i], recipe, generator) for i in chosen]
         batch = collate_conversations(processor, conversations)
         embeds = embed_with_image_features(model, batch["input_ids"], features[chosen])
         loss = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
@@ -249,6 +301,15 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
     model.requires_grad_(True)
     model.eval()
     return model, processor, history
+
+
+def _pick_turns(triples: list[tuple[str, str, str]], recipe: VlmRecipe, generator: torch.Generator):
+    """A random order of a scene's turns, keeping at most ``reason_turns`` reasoning queries, cut to
+    ``max_turns``."""
+    order = torch.randperm(len(triples), generator=generator).tolist()
+    reason = [k for k in order if triples[k][0] == "reason"][:recipe.reason_turns]
+    order = [k for k in order if triples[k][0] != "reason" or k in reason]
+    return [(triples[k][1], triples[k][2]) for k in order[:recipe.max_turns]]
 
 
 def heldout_questions(n_scenes: int, seed: int = HELDOUT_SEED) -> list[dict]:

@@ -1,0 +1,202 @@
+"""lisalib.train: exact resume, trainable-only checkpoints, NaN stop, interruption, LoRA, 4-bit, CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lisalib import train as train_module
+from lisalib.modeling_lisa import LisaForReasoningSegmentation
+from lisalib.train import (TrainArgs, TrainingStopped, batches_from, checkpoints, epoch_order, parse_args,
+                           read_log, train)
+
+
+def tiny_args(tmp_path, synth_data, name: str, **overrides) -> TrainArgs:
+    values = dict(output_dir=str(tmp_path / name), data=str(synth_data), profile="tiny", vision_source="vlm",
+                  batch_size=2, grad_accum=2, max_steps=6, epochs=5, warmup_steps=2, lr=1e-3, save_every=2,
+                  progress=False)
+    values.update(overrides)
+    return TrainArgs(**values)
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "final" / "trainable.safetensors")
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, synth_data):
+    straight = tiny_args(tmp_path, synth_data, "straight")
+    train(straight)
+    broken = tiny_args(tmp_path, synth_data, "broken")
+    first = train(broken, stop_after=3)  # 3 is not a save point: the stop itself must save
+    assert first["finished"] is False and first["step"] == 3
+    assert not (tmp_path / "broken" / "final").exists()
+    second = train(TrainArgs(**{**broken.__dict__, "resume": True}))
+    assert second["finished"] is True and second["step"] == 6
+
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "broken")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    log_a, log_b = read_log(tmp_path / "straight"), read_log(tmp_path / "broken")
+    drop_time = lambda log: [{k: v for k, v in r.items() if k != "seconds"} for r in log]  # noqa: E731
+    assert drop_time(log_a) == drop_time(log_b)
+    assert [r["step"] for r in log_a] == [1, 2, 3, 4, 5, 6]
+
+
+def test_checkpoint_holds_only_trainable_tensors_and_seg_rows(tmp_path, synth_data):
+    args = tiny_args(tmp_path, synth_data, "ckpt", max_steps=2, export_to=str(tmp_path / "shipped"))
+    summary = train(args)
+    shipped = sorted(p.name for p in (tmp_path / "shipped").iterdir())
+    assert shipped == ["log.jsonl", "run.json", "summary.json", "trainable.safetensors"]
+    state = weights(tmp_path / "ckpt")
+    seg_rows = {k: v for k, v in state.items() if k.endswith("@seg_row")}
+    assert len(seg_rows) == 2 and all(v.ndim == 1 for v in seg_rows.values())
+    assert sum(v.numel() for v in state.values()) == summary["trainable_total"]
+    assert summary["trainable_parameters"]["seg_row"] == sum(v.numel() for v in seg_rows.values())
+    frozen = [k for k in state if "vision_tower" in k or ("language_model" in k and not k.endswith("@seg_row"))]
+    assert frozen == []
+    run = json.loads((tmp_path / "ckpt" / "final" / "run.json").read_text())
+    assert run["args"]["vision_source"] == "vlm" and run["base"]["vlm"] is not None
+    assert summary["seconds_per_step"] > 0 and summary["samples_per_second"] > 0 and summary["peak_memory_bytes"] > 0
+    assert [c.name for c in checkpoints(tmp_path / "ckpt")] == ["checkpoint-000002"]
+
+
+def test_only_trainable_groups_change(tmp_path, synth_data):
+    args = tiny_args(tmp_path, synth_data, "groups", max_steps=2, trainable=("projections",)).resolved()
+    before = train_module.build_model(args)
+    train(args)
+    state = weights(tmp_path / "groups")
+    assert all(k.startswith(("vision_to_sam.", "seg_projection.")) for k in state)
+    assert any(not torch.equal(state[k], dict(before.named_parameters())[k]) for k in state)
+
+
+def test_nan_loss_stops_and_keeps_last_good_state(tmp_path, synth_data, monkeypatch):
+    calls = {"n": 0}
+    forward = LisaForReasoningSegmentation.forward
+
+    def poisoned(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 7:  # micro-batch 7 = step 4's first (grad_accum 2)
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(LisaForReasoningSegmentation, "forward", poisoned)
+    with pytest.raises(TrainingStopped, match="loss is nan at step 4"):
+        train(tiny_args(tmp_path, synth_data, "nan"))
+    saved = checkpoints(tmp_path / "nan")
+    assert saved[-1].name == "checkpoint-000003"
+    assert json.loads((saved[-1] / "state.json").read_text())["step"] == 3
+    assert not (tmp_path / "nan" / "final").exists()
+    assert all(torch.isfinite(t).all() for t in load_file(saved[-1] / "trainable.safetensors").values())
+
+
+def test_keyboard_interrupt_saves_then_resume_finishes(tmp_path, synth_data, monkeypatch):
+    calls = {"n": 0}
+    forward = LisaForReasoningSegmentation.forward
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(LisaForReasoningSegmentation, "forward", interrupted)
+    args = tiny_args(tmp_path, synth_data, "ctrl_c", max_steps=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(args)
+    assert checkpoints(tmp_path / "ctrl_c")[-1].name == "checkpoint-000001"
+    monkeypatch.setattr(LisaForReasoningSegmentation, "forward", forward)
+    assert train(TrainArgs(**{**args.__dict__, "resume": True}))["step"] == 3
+
+
+def test_existing_run_needs_resume(tmp_path, synth_data):
+    args = tiny_args(tmp_path, synth_data, "twice", max_steps=1)
+    train(args)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(args)
+
+
+def test_lora_adds_exact_adapter_count(tmp_path, synth_data):
+    args = tiny_args(tmp_path, synth_data, "lora", max_steps=1, use_lora=True, lora_r=8)
+    summary = train(args)
+    # r * (in + out) per adapted Linear: q_proj and v_proj (192 -> 192) in each of 4 layers
+    assert summary["trainable_parameters"]["lora"] == 8 * (192 + 192) * 2 * 4
+    assert any("lora_A" in k for k in weights(tmp_path / "lora"))
+
+
+def test_4bit_llm_trains_on_cpu(tmp_path, synth_data):
+    pytest.importorskip("bitsandbytes")
+    args = tiny_args(tmp_path, synth_data, "nf4", max_steps=1, load_in_4bit=True, use_lora=True).resolved()
+    model = train_module.build_model(args)
+    assert type(model.vlm.model.language_model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
+    assert train(args)["finished"]
+
+
+def test_bf16_mixed_precision_step(tmp_path, synth_data):
+    summary = train(tiny_args(tmp_path, synth_data, "bf16", max_steps=1, dtype="bf16"))
+    assert summary["finished"]
+    assert all(v.dtype == torch.float32 for v in weights(tmp_path / "bf16").values())  # fp32 master weights
+
+
+def test_data_order_depends_on_seed_and_epoch_only():
+    assert epoch_order(10, 0, 0) == epoch_order(10, 0, 0)
+    assert epoch_order(10, 0, 0) != epoch_order(10, 0, 1)
+    assert sorted(epoch_order(10, 3, 2)) == list(range(10))
+
+    class Five:
+        def __len__(self):
+            return 5
+
+    stream = batches_from(Five(), 2, seed=0, start=0)
+    first = [next(stream) for _ in range(5)]
+    assert [e for e, _ in first] == [0, 0, 0, 1, 1] and [len(b) for _, b in first] == [2, 2, 1, 2, 2]
+    resumed = batches_from(Five(), 2, seed=0, start=3)
+    assert next(resumed) == first[3]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"vision_source": "clip"}, "vision_source"),
+    ({"dtype": "fp8"}, "dtype"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"trainable": ("lora",)}, "--use_lora"),
+    ({"trainable": ("decoder",)}, "unknown trainable group"),
+])
+def test_bad_arguments_are_clear(tmp_path, synth_data, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        train(tiny_args(tmp_path, synth_data, "bad", **overrides))
+
+
+def test_cli_names_follow_the_seed_design(capsys):
+    args = parse_args(["--vlm_name", "tiny-llava", "--sam_name", "tiny-sam", "--epochs", "2", "--batch_size", "1",
+                       "--lr", "3e-4", "--dtype", "bf16", "--use_vlm_vision", "--no_quantization", "--use_lora"])
+    assert (args.vision_source, args.epochs, args.batch_size, args.lr, args.dtype) == ("vlm", 2, 1, 3e-4, "bf16")
+    assert args.load_in_4bit is False and args.use_lora
+    assert parse_args(["--dual_vision"]).vision_source == "dual"
+    assert parse_args([]).load_in_4bit is None  # the profile decides
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--help"])
+    assert exit_info.value.code == 0
+    assert "--use_vlm_vision" in capsys.readouterr().out
+
+
+def test_cli_runs_and_prints_json(tmp_path, synth_data, capsys):
+    code = train_module.main(["--output_dir", str(tmp_path / "cli"), "--data", str(synth_data), "--profile", "tiny",
+                              "--max_steps", "1", "--batch_size", "2", "--no_progress", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] == 1 and summary["vision_source"] == "vlm"
+    assert train_module.main(["--output_dir", str(tmp_path / "cli"), "--data", str(synth_data), "--max_steps", "1",
+                              "--no_progress"]) == 2  # exists, no --resume
+
+
+def test_missing_train_split_is_written_once(tmp_path):
+    from lisalib.train import ensure_train_split
+
+    folder = ensure_train_split(tmp_path / "data", n=3, seed=1, progress=False)
+    assert len(list(folder.glob("*.json"))) == 3 and len(list(folder.glob("*.png"))) == 3
+    stamp = sorted(p.stat().st_mtime_ns for p in folder.iterdir())
+    assert ensure_train_split(tmp_path / "data", n=5, seed=1, progress=False) == folder
+    assert sorted(p.stat().st_mtime_ns for p in folder.iterdir()) == stamp  # existing data is never rewritten
