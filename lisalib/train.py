@@ -186,11 +186,9 @@ class Collator:
         self.vision_source = vision_source
 
     def __call__(self, samples: list[dict]) -> dict:
-        batch = self.processor([s["image"] for s in samples], [s["query"] for s in samples],
-                               answers=[s["answer"] for s in samples], masks=[s["mask"] for s in samples],
-                               vision_source=self.vision_source, require_seg=True)
-        batch["is_sentence"] = [s["is_sentence"] for s in samples]
-        return batch
+        return self.processor([s["image"] for s in samples], [s["query"] for s in samples],
+                              answers=[s["answer"] for s in samples], masks=[s["mask"] for s in samples],
+                              vision_source=self.vision_source, require_seg=True)
 
 
 def ensure_train_split(root: str | Path, n: int, seed: int, progress: bool = True) -> Path:
@@ -215,7 +213,7 @@ def build_model(args: TrainArgs, device: torch.device | str | None = None) -> Li
         seg_hidden_state=args.seg_hidden_state)
     if args.use_lora:
         add_lora(model, args)
-    model.set_trainable(args.trainable)
+    model.trainable_counts = model.set_trainable(args.trainable)  # per group, seg_row as its two rows
     for param in model.parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()  # fp32 master weights; autocast does the low-precision compute
@@ -384,9 +382,7 @@ def train(args: TrainArgs, stop_after: int | None = None) -> dict:
     set_seed(args.seed)
 
     model = build_model(args, device=accelerator.device)
-    counts = {g: sum(p.numel() for p in ps) for g, ps in model.trainable_groups().items() if g in args.trainable}
-    if "seg_row" in counts:
-        counts["seg_row"] = sum(w.shape[1] for w in model.trainable_groups()["seg_row"])
+    counts = dict(model.trainable_counts)
     ensure_train_split(args.data, args.n_train, args.seed, progress=args.progress and accelerator.is_main_process)
     dataset = ReasonSegTrainSet(args.data, "train", seed=args.seed, seg_token=model.processor.seg_token)
     collate = Collator(model.processor, args.vision_source)
@@ -422,6 +418,7 @@ def train(args: TrainArgs, stop_after: int | None = None) -> dict:
         log_path.write_text("".join(line + "\n" for line in kept))
 
     batches = batches_from(dataset, args.batch_size, args.seed, start_step * args.grad_accum)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     step_seconds: list[float] = []
     samples_seen = 0
     model.train()
@@ -440,7 +437,6 @@ def train(args: TrainArgs, stop_after: int | None = None) -> dict:
                 indices = indices[accelerator.process_index::accelerator.num_processes] or indices[:1]
                 dataset.epoch = epoch
                 batch = collate([dataset[i] for i in indices])
-                batch.pop("is_sentence")
                 samples_seen += len(indices)
                 sync = nullcontext() if micro == args.grad_accum - 1 else accelerator.no_sync(model)
                 with sync, accelerator.autocast():
@@ -453,8 +449,7 @@ def train(args: TrainArgs, stop_after: int | None = None) -> dict:
                 accelerator.backward(out.loss / args.grad_accum)
                 for key, value in (("loss", out.loss), ("ce", out.ce_loss), ("bce", out.bce_loss), ("dice", out.dice_loss)):
                     parts[key] += float(value.detach()) / args.grad_accum
-            grad_norm = accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                                    args.max_grad_norm)
+            grad_norm = accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

@@ -114,18 +114,16 @@ print(json.dumps(budget))
 counts = {}
 for source in ("vlm", "dual"):
     model = build_model(TrainArgs(vision_source=source, **common).resolved())
-    groups = model.trainable_groups()
-    counts[source] = {g: sum(p.numel() for p in groups[g]) for g in ("projections", "mask_decoder", "lora")}
-    counts[source]["seg_row"] = 2 * model.config.vlm_config.text_config.hidden_size
+    counts[source] = dict(model.trainable_counts)  # what set_trainable() unfroze, per group
     counts[source]["total"] = sum(counts[source].values())
     counts[source]["all"] = sum(p.numel() for p in model.parameters())
-    del model, groups
+    del model
     gc.collect()  # one model in memory at a time (a 7B one on the real profile)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 print(f"{'group':<14}{'vlm':>12}{'dual':>12}")
 for group in ("projections", "seg_row", "mask_decoder", "lora", "total", "all"):
-    print(f"{group:<14}{counts['vlm'][group]:>12,}{counts['dual'][group]:>12,}")
+    print(f"{group:<14}{counts['vlm'].get(group, 0):>12,}{counts['dual'].get(group, 0):>12,}")
 for source in ("vlm", "dual"):
     share = counts[source]["total"] / counts[source]["all"]
     print(f"{source}: {share:.2%} of the model's parameters train")
