@@ -104,3 +104,18 @@ def test_pretraining_loops_run_and_learn_something():
         assert len(history) == recipe.steps and all(np.isfinite(history))
         changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
         assert len(changed) > len(before) // 2
+
+
+def test_stage_two_can_keep_the_stage_one_projector():
+    """``train_projector=False`` trains only the LM in stage 2 (the projector keeps what stage 1 taught)."""
+    from lisalib.zoo.pretrain_vlm import VlmRecipe, build_tiny_llava, pretrain_vlm
+
+    before = {k: v.clone() for k, v in build_tiny_llava(0)[0].state_dict().items()}
+    recipe = VlmRecipe(train_scenes=8, vision_steps=0, steps=2, batch_size=2, train_projector=False)
+    model, _, _ = pretrain_vlm(recipe, progress=False)
+    after = model.state_dict()
+    projector = [k for k in after if "multi_modal_projector" in k]
+    assert projector and all(torch.equal(after[k], before[k]) for k in projector)
+    assert not torch.equal(after["model.language_model.layers.0.self_attn.q_proj.weight"],
+                           before["model.language_model.layers.0.self_attn.q_proj.weight"])
+    assert all(p.requires_grad for p in model.parameters())  # the returned model is left fully trainable

@@ -49,6 +49,7 @@ class VlmRecipe:
     max_turns: int = 16  # question/answer turns per conversation, as in LLaVA's multi-turn data
     reason_turns: int = 3  # at most this many reasoning queries per conversation (they outnumber QA pairs)
     lr: float = 1e-3
+    train_projector: bool = True  # stage 2 trains the projector with the LM (LLaVA-1.5); False keeps stage 1's
     warmup_steps: int = 100
     weight_decay: float = 0.01
     seed: int = 0
@@ -192,7 +193,13 @@ def _dihedral(generator: torch.Generator, pixels: torch.Tensor, labels: torch.Te
 
 def pretrain_vision_tower(model: LlavaForConditionalGeneration, scenes: list[Scene], pixel_values: torch.Tensor,
                           recipe: VlmRecipe, progress: bool = True) -> list[float]:
-    """Stage 1: dense supervision of the patch features LLaVA reads (its ``vision_feature_layer``).
+    """Stage 1: dense supervision of the image tokens LLaVA's language model reads (the projector's
+    output on the tower's ``vision_feature_layer``).
+
+    Supervising the projector too (as LLaVA's stage 1 aligns its projector) means stage 2 starts from
+    image tokens in which the facts are already readable. With heads on the tower alone, the projector
+    that stage 2 then trained kept less of them (per-patch position probe 0.90 on the tower, 0.77 on
+    the image tokens) and held-out qa was 0.634, against 0.690 with this.
 
     Linear heads predict each patch's colour, shape kind and position (column and row third of the
     covering object's centre), each object's kind from its coverage-weighted mean patch feature, and
@@ -201,7 +208,8 @@ def pretrain_vision_tower(model: LlavaForConditionalGeneration, scenes: list[Sce
     only has to learn where to look.
     """
     tower = model.model.vision_tower
-    width = tower.config.hidden_size
+    projector = model.model.multi_modal_projector
+    width = model.config.text_config.hidden_size  # the heads read the projected image tokens
     grid = TINY_IMAGE_SIZE // TINY_VLM_PATCH
     heads = torch.nn.ModuleDict({"colour": torch.nn.Linear(width, len(COLOUR_CLASSES) + 1),
                                  "kind": torch.nn.Linear(width, len(KIND_CLASSES) + 1),
@@ -214,7 +222,7 @@ def pretrain_vision_tower(model: LlavaForConditionalGeneration, scenes: list[Sce
     object_kinds = torch.stack([k for _, k in pooling])
     labels = torch.stack([patch_labels(s, grid) for s in scenes])
     counts = torch.tensor([len(s.objects) for s in scenes])
-    params = list(tower.parameters()) + list(heads.parameters())
+    params = list(tower.parameters()) + list(projector.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=recipe.vision_lr, weight_decay=recipe.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, recipe.warmup_steps, recipe.vision_steps)
     generator = torch.Generator().manual_seed(recipe.seed + 1)
@@ -227,7 +235,8 @@ def pretrain_vision_tower(model: LlavaForConditionalGeneration, scenes: list[Sce
         pixels, patch, weights = pixel_values[idx], labels[idx], pool_weights[idx]
         if recipe.augment:
             pixels, patch, weights = _dihedral(generator, pixels, patch, weights, grid)
-        features = tower(pixels, output_hidden_states=True).hidden_states[layer][:, 1:]  # drop CLS
+        patches = tower(pixels, output_hidden_states=True).hidden_states[layer][:, 1:]  # drop CLS
+        features = projector(patches)  # what the LM will read
         pooled = weights @ features  # [batch, objects, width]: each object's mean patch feature
         loss = ce(heads["count"](features.mean(1)), counts[idx])
         loss = loss + recipe.kind_weight * ce(heads["object_kind"](pooled).flatten(0, 1), object_kinds[idx].flatten())
@@ -266,8 +275,9 @@ def embed_with_image_features(model: LlavaForConditionalGeneration, input_ids: t
 def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
     """Train tiny-llava from scratch; returns (model, processor, stage-2 loss history).
 
-    Stage 1 trains the vision tower on dense patch labels. Stage 2 freezes it, as LLaVA freezes CLIP,
-    and trains the projector and the language model on multi-turn conversations about each scene
+    Stage 1 trains the vision tower and the projector on dense patch labels. Stage 2 freezes the tower,
+    as LLaVA freezes CLIP, and trains the projector (unless ``train_projector`` is off: held-out qa 0.514
+    against 0.690 with it) and the language model on multi-turn conversations about each scene
     (captions, questions and reasoning queries).
     """
     random.seed(recipe.seed)
@@ -280,6 +290,7 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
     tower = model.model.vision_tower
     tower.eval()
     tower.requires_grad_(False)
+    model.model.multi_modal_projector.requires_grad_(recipe.train_projector)
     features = vision_features(model, pixel_values)
     texts = [scene_texts(s) for s in scenes]
     generator = torch.Generator().manual_seed(recipe.seed)
