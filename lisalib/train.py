@@ -576,7 +576,9 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     values["lora_target_modules"] = tuple(m.strip() for m in ns.lora_target_modules.split(",") if m.strip())
     args = TrainArgs(**values)
     args.json = ns.json  # type: ignore[attr-defined]
-    args.command = "python -m lisalib.train " + " ".join(argv if argv is not None else sys.argv[1:])  # type: ignore[attr-defined]
+    threads = os.environ.get("OMP_NUM_THREADS")  # part of the recipe on a CPU: it changes the digits
+    args.command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python -m lisalib.train " + " ".join(  # type: ignore[attr-defined]
+        argv if argv is not None else sys.argv[1:])
     return args
 
 
