@@ -173,11 +173,11 @@ def results_table(results: dict[str, dict], digits: int = 3) -> str:
     return "\n".join(lines)
 
 
-def _round(value, digits: int = 4):
+def json_safe(value, digits: int = 4):
     if isinstance(value, float):
         return None if math.isnan(value) else round(value, digits)
     if isinstance(value, dict):
-        return {k: _round(v, digits) for k, v in value.items()}
+        return {k: json_safe(v, digits) for k, v in value.items()}
     return value
 
 
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result.pop("samples")
     if args.json:
-        print(json.dumps(_round(result), indent=2))
+        print(json.dumps(json_safe(result), indent=2))
     else:
         print(results_table({args.checkpoint: result}))
     return 0

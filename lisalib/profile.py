@@ -29,6 +29,8 @@ class Profile:
     load_in_4bit: bool  # quantize the VLM with bitsandbytes NF4 (real profile on an 8 GB GPU)
     train_steps: int
     eval_samples: int
+    ceiling_samples: int  # chapter 4: training samples of the point-prompt ceiling (lisalib.ceiling)
+    ceiling_steps: int
     notes: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -72,6 +74,8 @@ def get_profile(name: str | None = None) -> Profile:
             load_in_4bit=False,
             train_steps=150,  # chapter 3: optimizer steps per model inside the notebook
             eval_samples=200,  # chapter 4: the whole synthetic val split (ReasonSeg val has 200 too)
+            ceiling_samples=400,
+            ceiling_steps=800,
             notes={"why": "offline models this repo trains itself on the shapes world; runs on 2 CPU cores"},
         )
     gpu = _cuda_available()
@@ -89,5 +93,7 @@ def get_profile(name: str | None = None) -> Profile:
         load_in_4bit=gpu,  # NF4 + double quant keeps the 7B VLM near 4 GB, inside an 8 GB card
         train_steps=500,
         eval_samples=200,
+        ceiling_samples=400,
+        ceiling_steps=800,
         notes={"why": "hub models; needs network for the first download and a CUDA GPU for 4-bit"},
     )

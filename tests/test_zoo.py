@@ -119,3 +119,20 @@ def test_stage_two_can_keep_the_stage_one_projector():
     assert not torch.equal(after["model.language_model.layers.0.self_attn.q_proj.weight"],
                            before["model.language_model.layers.0.self_attn.q_proj.weight"])
     assert all(p.requires_grad for p in model.parameters())  # the returned model is left fully trainable
+
+
+@pytest.mark.parametrize("name", list(ZOO_MODELS))
+def test_weights_are_stored_as_the_card_says_and_load_as_float32(name):
+    """fp16 storage halves the package; loading upcasts exactly, so every chapter still computes in fp32."""
+    from safetensors import safe_open
+
+    from lisalib.zoo.build import STORAGE_DTYPES
+
+    card = read_card(name)
+    assert card["storage_dtype"] == str(STORAGE_DTYPES[name]).removeprefix("torch.")
+    with safe_open(str(zoo_path(name) / "model.safetensors"), framework="pt") as weights:
+        stored = {weights.get_slice(key).get_dtype() for key in weights.keys()}
+    expected = {"float16": "F16", "float32": "F32"}[card["storage_dtype"]]
+    assert expected in stored and stored <= {expected, "I64"}
+    model, _ = (load_vlm if name == "tiny-llava" else load_sam)(name)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -22,6 +22,9 @@ CARD_FILE = "zoo_card.json"
 # keep (well above chance: tiny-llava's QA chance level is about 0.3, an empty mask scores 0 IoU).
 ACCURACY_AIMS = {"tiny-llava": ("qa", 0.90), "tiny-sam": ("miou", 0.85)}
 REGRESSION_FLOORS = {"tiny-llava": ("qa", 0.40), "tiny-sam": ("miou", 0.75)}
+# Weights are stored in this dtype to keep the package small (the issue allows fp16/bf16 storage);
+# loading upcasts them to float32 exactly, and the card is measured on the rounded weights.
+STORAGE_DTYPES = {"tiny-llava": torch.float16, "tiny-sam": torch.float32}
 
 
 def build(name: str, out_dir: Path | None = None, progress: bool = True, **recipe_overrides) -> dict:
@@ -37,6 +40,7 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
         recipe = VlmRecipe(**recipe_overrides)
         model, processor, history = pretrain_vlm(recipe, progress=progress)
         train_seconds = time.perf_counter() - start
+        round_to_storage(model, STORAGE_DTYPES[name])
         metrics = evaluate_vlm(model, processor, n_scenes=200)
         data = "shapes world, scenes (1000, i) for i < train_scenes; held-out scenes (2000, i)"
     else:
@@ -45,12 +49,14 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
         recipe = SamRecipe(**recipe_overrides)
         model, processor, history = pretrain_sam(recipe, progress=progress)
         train_seconds = time.perf_counter() - start
+        round_to_storage(model, STORAGE_DTYPES[name])
         metrics = evaluate_sam(model, processor, n_scenes=200)
         data = "shapes world, scenes (3000, i) for i < train_scenes; held-out scenes (4000, i)"
 
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    model.save_pretrained(out_dir)
+    model.to(STORAGE_DTYPES[name]).save_pretrained(out_dir)
+    model.float()
     processor.save_pretrained(out_dir)
     metric, aim = ACCURACY_AIMS[name]
     card = {
@@ -58,6 +64,7 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
         "class": type(model).__name__,
         "processor": type(processor).__name__,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "storage_dtype": str(STORAGE_DTYPES[name]).removeprefix("torch."),
         "recipe": asdict(recipe),
         "data": data,
         "metrics": metrics,
@@ -73,12 +80,22 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
     return card
 
 
+@torch.no_grad()
+def round_to_storage(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Round float32 weights to what ``dtype`` storage keeps (in place, still float32), so that the
+    figures measured next are those of the shipped checkpoint."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.to(dtype).to(tensor.dtype))
+
+
 def model_card_markdown(card: dict) -> str:
     recipe = "\n".join(f"| {k} | {v} |" for k, v in card["recipe"].items())
     metrics = ", ".join(f"{k} = {v}" for k, v in card["metrics"].items())
     return f"""# {card['name']}
 
-A `{card['class']}` with a `{card['processor']}`, {card['parameters']:,} parameters, pretrained from
+A `{card['class']}` with a `{card['processor']}`, {card['parameters']:,} parameters (stored as
+{card.get('storage_dtype', 'float32')}, loaded as float32), pretrained from
 scratch by this repository on its synthetic shapes world. Load it with plain transformers:
 `{card['class']}.from_pretrained(<this directory>)`, or `lisalib.zoo` by name.
 
