@@ -56,7 +56,6 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
     if out_dir.exists():
         shutil.rmtree(out_dir)
     model.to(STORAGE_DTYPES[name]).save_pretrained(out_dir)
-    model.float()
     processor.save_pretrained(out_dir)
     metric, aim = ACCURACY_AIMS[name]
     card = {
