@@ -27,9 +27,10 @@ from transformers import get_cosine_schedule_with_warmup
 
 from lisalib.data.reasonseg import TARGET_VALUE, ReasonSegDataset
 from lisalib.evaluate import json_safe
-from lisalib.losses import mask_losses
+from lisalib.losses import mask_losses, total_loss
 from lisalib.metrics import ReasonSegMetrics
 from lisalib.modeling_lisa import LisaForReasoningSegmentation, postprocess_masks
+from lisalib.zoo.steps import take_step
 
 
 def centre_point(mask: np.ndarray) -> tuple[float, float]:
@@ -115,13 +116,7 @@ class PointPromptedMasks:
             targets = [(encoded["masks"][i] == TARGET_VALUE).float()[None].to(p.device)
                        for i, p in zip(index, predictions)]
             bce, dice = mask_losses(predictions, targets)
-            loss = weights.bce * bce + weights.dice * dice
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            history.append(loss.item())
+            history.append(take_step(total_loss(0.0, bce, dice, weights), self.parameters, optimizer, schedule))
         for param in self.parameters:
             param.requires_grad_(False)
         return history

@@ -1,4 +1,4 @@
-"""The optimizer step every zoo pretraining loop takes, written once."""
+"""The optimizer step every plain training loop takes (zoo pretraining, lisalib.ceiling), written once."""
 from __future__ import annotations
 
 import torch
