@@ -149,8 +149,10 @@ plt.show()
 # mask decoder segments shapes well (tiny-sam reaches mIoU 0.89 from a point, chapter 0), but the
 # `<SEG>` state of a 2.8M-parameter VLM carries little of *which* shape was meant: a linear probe on it
 # recovers the target's colour for about half of the samples and its position at chance. That is the
-# frozen tiny LLM's grounding, not the bridges: unfreezing the whole LLM for the same budget does not
-# raise gIoU either (the closing note of this chapter's issue has the figures).
+# frozen tiny VLM's grounding, not the bridges: unfreezing the whole LLM for the same budget does not
+# raise gIoU either (the closing note of this chapter's issue has the figures). Part of it starts in
+# the tiny CLIP tower: its image tokens hardly say where a patch is (a linear probe reads a patch's
+# column at 0.17, chance 0.125), see `VlmRecipe.position_std` in `lisalib.zoo.pretrain_vlm`.
 
 # %%
 samples = results["vlm"]["samples"]

@@ -136,3 +136,27 @@ def test_weights_are_stored_as_the_card_says_and_load_as_float32(name):
     assert expected in stored and stored <= {expected, "I64"}
     model, _ = (load_vlm if name == "tiny-llava" else load_sam)(name)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+
+def test_position_std_redraws_only_the_tower_position_table():
+    from lisalib.zoo.pretrain_vlm import build_tiny_llava
+
+    default, _ = build_tiny_llava(0)
+    scaled, _ = build_tiny_llava(0, position_std=2.0)
+    table = "model.vision_tower.embeddings.position_embedding.weight"
+    assert default.state_dict()[table].std() < 0.05  # CLIP's own init
+    assert 1.8 < scaled.state_dict()[table].std() < 2.2
+    changed = [k for k, v in scaled.state_dict().items() if not torch.equal(v, default.state_dict()[k])]
+    assert changed == [table]
+
+def test_grounding_batches_hold_the_scene_position_questions_only():
+    from lisalib.shapes import generate_scenes
+    from lisalib.zoo.pretrain_vlm import grounding_turns, scene_texts
+
+    scenes = generate_scenes(20, seed=3)
+    for scene in scenes:
+        expected = [(qa["question"], qa["answer"]) for qa in scene.questions() if qa["type"] == "position"]
+        assert grounding_turns(scene_texts(scene)) == expected
+    assert any(grounding_turns(scene_texts(s)) for s in scenes)
+    assert all(q.startswith("where is the ") for s in scenes for q, _ in grounding_turns(scene_texts(s)))
