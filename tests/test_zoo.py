@@ -160,3 +160,24 @@ def test_grounding_batches_hold_the_scene_position_questions_only():
         assert grounding_turns(scene_texts(scene)) == expected
     assert any(grounding_turns(scene_texts(s)) for s in scenes)
     assert all(q.startswith("where is the ") for s in scenes for q, _ in grounding_turns(scene_texts(s)))
+
+
+def test_build_cli_tries_recipe_changes_outside_the_zoo(tmp_path, capsys):
+    from lisalib.zoo.__main__ import main, recipe_overrides
+
+    assert recipe_overrides("tiny-llava", ["position_std=2.0", "grounding_every=3", "augment=false"]) == \
+        {"position_std": 2.0, "grounding_every": 3, "augment": False}
+    with pytest.raises(ZooError, match="KEY one of"):
+        recipe_overrides("tiny-llava", ["positon_std=2"])
+    with pytest.raises(ZooError, match="not a number"):
+        recipe_overrides("tiny-sam", ["steps=many"])
+    with pytest.raises(SystemExit):
+        main(["build", "--recipe", "steps=2", "--out_dir", str(tmp_path)])  # which model?
+    before = (zoo_path("tiny-sam") / "model.safetensors").stat().st_mtime
+    out = tmp_path / "sam"
+    assert main(["build", "--only", "tiny-sam", "--recipe", "steps=2", "--recipe", "train_scenes=8",
+                 "--recipe", "batch_size=4", "--out_dir", str(out), "--json"]) == 0
+    card = json.loads((out / "zoo_card.json").read_text())
+    assert card["recipe"]["steps"] == 2 and card["recipe"]["train_scenes"] == 8
+    assert json.loads(capsys.readouterr().out)["tiny-sam"]["recipe"]["steps"] == 2
+    assert (zoo_path("tiny-sam") / "model.safetensors").stat().st_mtime == before  # the zoo is untouched
