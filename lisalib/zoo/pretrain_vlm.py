@@ -295,7 +295,7 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
     Stage 1 trains the vision tower and the projector on dense patch labels. Stage 2 freezes the tower,
     as LLaVA freezes CLIP, and trains the projector (unless ``train_projector`` is off: held-out qa 0.514
     against 0.690 with it) and the language model on multi-turn conversations about each scene
-    (captions, questions and reasoning queries), interleaved with single-turn grounding batches.
+    (captions, questions and reasoning queries), with single-turn grounding batches if ``grounding_every``.
     """
     random.seed(recipe.seed)
     model, processor = build_tiny_llava(recipe.seed, recipe.position_std)
