@@ -142,13 +142,14 @@ def test_weights_are_stored_as_the_card_says_and_load_as_float32(name):
 def test_position_std_redraws_only_the_tower_position_table():
     from lisalib.zoo.pretrain_vlm import build_tiny_llava
 
-    default, _ = build_tiny_llava(0)
-    scaled, _ = build_tiny_llava(0, position_std=2.0)
+    default = build_tiny_llava(0)[0].state_dict()
+    scaled = build_tiny_llava(0, position_std=2.0)[0].state_dict()
     table = "model.vision_tower.embeddings.position_embedding.weight"
-    assert default.state_dict()[table].std() < 0.05  # CLIP's own init
-    assert 1.8 < scaled.state_dict()[table].std() < 2.2
-    changed = [k for k, v in scaled.state_dict().items() if not torch.equal(v, default.state_dict()[k])]
+    assert default[table].std() < 0.05  # CLIP's own init
+    assert 1.8 < scaled[table].std() < 2.2
+    changed = [k for k, v in scaled.items() if not torch.equal(v, default[k])]
     assert changed == [table]
+
 
 def test_grounding_batches_hold_the_scene_position_questions_only():
     from lisalib.shapes import generate_scenes
