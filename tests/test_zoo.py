@@ -182,3 +182,46 @@ def test_build_cli_tries_recipe_changes_outside_the_zoo(tmp_path, capsys):
     assert card["recipe"]["steps"] == 2 and card["recipe"]["train_scenes"] == 8
     assert json.loads(capsys.readouterr().out)["tiny-sam"]["recipe"]["steps"] == 2
     assert (zoo_path("tiny-sam") / "model.safetensors").stat().st_mtime == before  # the zoo is untouched
+
+
+def test_isolated_turns_compute_each_answer_as_the_single_question_prompt():
+    """Packed turns see the image prefix and their own question only: the same logits as asking alone."""
+    from lisalib.shapes import generate_scenes
+    from lisalib.zoo.pretrain_vlm import (build_tiny_llava, collate_conversations, embed_with_image_features,
+                                          encode_images, vision_features)
+
+    model, processor = build_tiny_llava(0)
+    model.eval()
+    features = vision_features(model, encode_images(processor, generate_scenes(2, seed=4)))
+    turns = [("what color is the star?", "red"), ("how many shapes are there?", "two"), ("where is the blue circle?", "top left")]
+    packed = collate_conversations(processor, [turns, turns[:1]], isolated=True)
+    assert packed["attention_mask"].shape == (2, 1, packed["input_ids"].shape[1], packed["input_ids"].shape[1])
+    with torch.no_grad():
+        logits = model(inputs_embeds=embed_with_image_features(model, packed["input_ids"], features),
+                       attention_mask=packed["attention_mask"], position_ids=packed["position_ids"]).logits
+    answered = packed["labels"][0, 1:] != -100
+    packed_answers = logits[0, :-1][answered]
+    start = 0
+    for turn in turns:
+        alone = collate_conversations(processor, [[turn]])
+        with torch.no_grad():
+            single = model(inputs_embeds=embed_with_image_features(model, alone["input_ids"], features[:1]),
+                           attention_mask=alone["attention_mask"]).logits[0, :-1][alone["labels"][0, 1:] != -100]
+        assert torch.allclose(packed_answers[start:start + len(single)], single, atol=1e-4)
+        start += len(single)
+    assert start == len(packed_answers)
+    first = collate_conversations(processor, [turns[:1]])["input_ids"][0]
+    assert torch.equal(packed["input_ids"][1, :len(first)], first)  # one turn packed is the plain prompt
+    tokens = processor.tokenizer.convert_ids_to_tokens
+    assert tokens([int(i) for i, l in zip(packed["input_ids"][0], packed["labels"][0]) if l != -100]) == \
+        ["red", "</s>", "two", "</s>", "top", "left", "</s>"]
+    assert packed["attention_mask"][1, 0].diagonal().all()  # padding rows attend somewhere: no NaN
+
+
+def test_heldout_exists_questions_ask_for_yes_and_for_no():
+    from lisalib.zoo.pretrain_vlm import heldout_questions
+
+    items = heldout_questions(12)
+    for scene in {id(it["scene"]): it["scene"] for it in items}.values():
+        answers = sorted(it["answer"] for it in items if it["scene"] is scene and it["type"] == "exists")
+        assert answers == ["no", "yes"]
