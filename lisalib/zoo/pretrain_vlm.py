@@ -167,16 +167,17 @@ def collate_conversations(processor: LlavaProcessor, conversations: list[list[tu
     input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
     label_ids = torch.full((len(rows), width), -100)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
-    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    segment_ids = torch.full((len(rows), width), -1)
     for i, (ids, labels) in enumerate(zip(rows, label_rows)):
         input_ids[i, :len(ids)] = torch.tensor(ids)
         label_ids[i, :len(labels)] = torch.tensor(labels)
         attention[i, :len(ids)] = 1
-        position_ids[i, :len(ids)] = torch.tensor(position_rows[i])
-        segment_ids[i, :len(ids)] = torch.tensor(segment_rows[i])
     if not isolated:
         return {"input_ids": input_ids, "attention_mask": attention, "labels": label_ids}
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    segment_ids = torch.full((len(rows), width), -1)
+    for i, (positions, segments) in enumerate(zip(position_rows, segment_rows)):
+        position_ids[i, :len(positions)] = torch.tensor(positions)
+        segment_ids[i, :len(segments)] = torch.tensor(segments)
     causal = torch.ones(width, width, dtype=torch.bool).tril()
     same_turn = segment_ids[:, :, None] == segment_ids[:, None, :]
     sees_prefix = (segment_ids[:, None, :] == 0) & (segment_ids[:, :, None] >= 0)
