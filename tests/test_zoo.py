@@ -64,6 +64,17 @@ def test_cards_record_measured_figures_against_the_aim(name):
     assert card["build_command"].endswith(f"--only {name}")
 
 
+def test_cards_were_built_with_the_default_recipes():
+    """So that the build command a card names (no --recipe) rebuilds the shipped weights."""
+    from dataclasses import asdict
+
+    from lisalib.zoo.pretrain_sam import SamRecipe
+    from lisalib.zoo.pretrain_vlm import VlmRecipe
+
+    assert read_card("tiny-llava")["recipe"] == asdict(VlmRecipe())
+    assert read_card("tiny-sam")["recipe"] == asdict(SamRecipe())
+
+
 def test_bad_names_give_clear_errors(tmp_path):
     with pytest.raises(ZooError, match="not a zoo model"):
         load_vlm("tiny-lava")
@@ -225,3 +236,33 @@ def test_heldout_exists_questions_ask_for_yes_and_for_no():
     for scene in {id(it["scene"]): it["scene"] for it in items}.values():
         answers = sorted(it["answer"] for it in items if it["scene"] is scene and it["type"] == "exists")
         assert answers == ["no", "yes"]
+
+
+def test_dihedral_augmentation_moves_pixels_and_labels_together():
+    """A flipped/transposed scene gets the labels that scene would have had: colour and kind move with
+    the pixels, and a left-right flip mirrors the column third."""
+    from lisalib.shapes import generate_scenes
+    from lisalib.zoo.pretrain_vlm import _dihedral, object_pooling, patch_labels
+
+    scene = generate_scenes(1, seed=3)[0]
+    pixels = torch.tensor(np.asarray(scene.render()), dtype=torch.float).permute(2, 0, 1)[None]
+    labels = patch_labels(scene, grid=8)[None]
+    weights = object_pooling(scene, grid=8)[0][None]
+    for seed in range(8):
+        p, l, w = _dihedral(torch.Generator().manual_seed(seed), pixels, labels, weights, grid=8)
+        transpose, flip_x, flip_y = torch.randint(2, (3,), generator=torch.Generator().manual_seed(seed)).tolist()
+        expected = labels.reshape(1, 4, 8, 8)
+        if transpose:
+            expected = expected.transpose(2, 3)[:, [0, 1, 3, 2]]
+        if flip_x:
+            expected = expected.flip(3)
+        if flip_y:
+            expected = expected.flip(2)
+        l = l.reshape(1, 4, 8, 8)
+        for row in (0, 1):
+            assert torch.equal(l[:, row], expected[:, row])
+        column = expected[:, 2] if not flip_x else torch.where(expected[:, 2] > 0, 4 - expected[:, 2], 0)
+        assert torch.equal(l[:, 2], column)
+        row = expected[:, 3] if not flip_y else torch.where(expected[:, 3] > 0, 4 - expected[:, 3], 0)
+        assert torch.equal(l[:, 3], row)
+        assert p.shape == pixels.shape and torch.allclose(w.sum(-1), weights.sum(-1))
