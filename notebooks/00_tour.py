@@ -149,7 +149,7 @@ print(f"held-out questions: {len(items)}")
 for kind, acc in accuracy.items():
     print(f"  {kind:9s} {acc:.3f}")
 print(f"  overall   {overall:.3f}")
-record("tiny-llava held-out QA accuracy (40 scenes)", overall)
+record("tiny-llava held-out accuracy, all types incl. reasoning (40 scenes)", overall)
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 2.6))
