@@ -29,7 +29,7 @@ class Profile:
     load_in_4bit: bool  # quantize the VLM with bitsandbytes NF4 (real profile on an 8 GB GPU)
     train_steps: int
     eval_samples: int
-    ceiling_samples: int  # chapter 4: training samples of the point-prompt ceiling (lisalib.ceiling)
+    ceiling_samples: int  # chapter 4: training samples of the mask-path ceilings (lisalib.ceiling)
     ceiling_steps: int
     notes: dict = field(default_factory=dict)
 
@@ -75,7 +75,7 @@ def get_profile(name: str | None = None) -> Profile:
             train_steps=150,  # chapter 3: optimizer steps per model inside the notebook
             eval_samples=200,  # chapter 4: the whole synthetic val split (ReasonSeg val has 200 too)
             ceiling_samples=400,
-            ceiling_steps=800,
+            ceiling_steps=500,  # four mask-path runs in chapter 4, about 35 s each on one thread
             notes={"why": "offline models this repo trains itself on the shapes world; runs on 2 CPU cores"},
         )
     gpu = _cuda_available()
