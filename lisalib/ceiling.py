@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from lisalib.data.reasonseg import TARGET_VALUE, ReasonSegDataset, eval_answer, question
+from lisalib.data.reasonseg_synth import synth_record
 from lisalib.evaluate import json_safe
 from lisalib.losses import mask_losses, total_loss
 from lisalib.metrics import ReasonSegMetrics
@@ -56,11 +57,9 @@ def centre_point(mask: np.ndarray) -> tuple[float, float]:
 
 def target_name(sample: dict) -> str:
     """The target's "colour kind" from a synthetic sample's annotation (``synth.target_name``)."""
-    annotation_path = Path(sample["path"]).with_suffix(".json")
-    synth = json.loads(annotation_path.read_text(encoding="utf-8")).get("synth") or {}
-    name = synth.get("target_name")
+    name = synth_record(sample["path"]).get("target_name")
     if name not in TARGET_NAMES:
-        raise ValueError(f"{annotation_path}: no shapes-world target name (synth.target_name) -- appearance "
+        raise ValueError(f"{Path(sample['path']).with_suffix('.json')}: no shapes-world target name (synth.target_name) -- appearance "
                          "prompts need the synthetic set written by lisalib.data.reasonseg_synth")
     return name
 

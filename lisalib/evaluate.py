@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from lisalib.data.reasonseg import ReasonSegDataset, eval_answer, question
+from lisalib.data.reasonseg_synth import synth_record
 from lisalib.metrics import ReasonSegMetrics
 from lisalib.modeling_lisa import LisaForReasoningSegmentation
 
@@ -146,11 +147,7 @@ def evaluate(model: LisaForReasoningSegmentation, dataset, protocols: Sequence[s
 
 def query_type(image_path: str | Path) -> str | None:
     """The synthetic set's query type (``referring``, ``roll``, ``most_corners``, ...); None for real ReasonSeg."""
-    try:
-        annotation = json.loads(Path(image_path).with_suffix(".json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return (annotation.get("synth") or {}).get("query_type")
+    return synth_record(image_path).get("query_type")
 
 
 def breakdown(samples: Sequence[dict], key: str = "query_type", protocol: str = "teacher_forced") -> dict[str, dict]:

@@ -295,3 +295,20 @@ def test_cli_json_summary(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--out", str(tmp_path), "--split", "train", "--n", "4"])  # refuses to mix with old files
     assert exit_info.value.code == 2
+
+
+def test_synth_record_reads_what_the_synthetic_set_wrote(synth_data, tmp_path):
+    from lisalib.data.reasonseg_synth import synth_record
+    from lisalib.shapes import COLOURS, SHAPE_KINDS
+
+    image = sorted((synth_data / "val").glob("*.png"))[0]
+    record = synth_record(image)
+    colour, kind = record["target_name"].split()
+    assert colour in COLOURS and kind in SHAPE_KINDS and "query_type" in record
+    assert len(record["scene_seed"]) == 4 and isinstance(record["target"], int)
+    annotation = json.loads(image.with_suffix(".json").read_text())
+    annotation.pop("synth")
+    (tmp_path / "real.json").write_text(json.dumps(annotation))
+    assert synth_record(tmp_path / "real.png") == {}  # real ReasonSeg has no such record
+    (tmp_path / "broken.json").write_text("{not json")
+    assert synth_record(tmp_path / "broken.png") == {} and synth_record(tmp_path / "missing.png") == {}

@@ -130,6 +130,16 @@ class SynthSample:
         return np.where(visible, TARGET_VALUE, np.where(ignore, IGNORE_VALUE, 0)).astype(np.uint8)
 
 
+def synth_record(image_path: str | Path) -> dict:
+    """The ``synth`` record this module writes into each annotation (scene seed, target, its name, query
+    type); ``{}`` for an annotation without one, e.g. real ReasonSeg, or one that cannot be read."""
+    try:
+        annotation = json.loads(Path(image_path).with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return annotation.get("synth") or {}
+
+
 def choose_sample(scene: Scene, rng: np.random.Generator, long_fraction: float = 0.5) -> SynthSample | None:
     """Pick short or long (long with probability ``long_fraction``), then a query type, then a target.
 
