@@ -18,7 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 main: $(STAMP)
-	LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.run_notebooks --out outputs
+	LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.notebook --notebooks notebooks --out outputs
 
 test: $(STAMP)
 	LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m pytest
@@ -29,10 +29,10 @@ zoo: $(STAMP)
 # chapter 3/4 checkpoints on top of the zoo: same recipe and budget for both designs (about 10 min each)
 lisa: $(STAMP)
 	for source in vlm dual; do \
-	  OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.train --profile tiny \
+	  OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.lisa.train --profile tiny \
 	    --vision_source $$source --use_lora --data data/reasonseg_synth --n_train 2000 --epochs 6 --batch_size 8 \
 	    --lr 1e-3 --warmup_steps 50 --save_every 250 --output_dir runs/tiny-lisa-$$source \
-	    --export_to lisalib/zoo/checkpoints/tiny-lisa-$$source --no_progress --json || exit 1; \
+	    --export_to lisalib/zoo/checkpoints/runs/tiny-lisa-$$source --no_progress --json || exit 1; \
 	done
 
 clean:

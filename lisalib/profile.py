@@ -29,7 +29,7 @@ class Profile:
     load_in_4bit: bool  # quantize the VLM with bitsandbytes NF4 (real profile on an 8 GB GPU)
     train_steps: int
     eval_samples: int
-    ceiling_samples: int  # chapter 4: training samples of the mask-path ceilings (lisalib.ceiling)
+    ceiling_samples: int  # chapter 4: training samples of the mask-path ceilings (lisalib.lisa.ceiling)
     ceiling_steps: int
     notes: dict = field(default_factory=dict)
 

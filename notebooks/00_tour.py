@@ -61,7 +61,7 @@ import torch
 import matplotlib.pyplot as plt
 
 from lisalib import get_profile
-from lisalib.report import record
+from lisalib.notebook.report import record
 
 torch.manual_seed(0)
 profile = get_profile()
@@ -71,13 +71,13 @@ for key, value in profile.as_dict().items():
 # %% [markdown]
 # ## The shapes world
 #
-# `lisalib.shapes` draws seeded scenes of one to six coloured shapes. Every object has an **exact
+# `lisalib.world.scenes` draws seeded scenes of one to six coloured shapes. Every object has an **exact
 # polygon** (the circle is a 48-gon), so masks, captions, questions and referring expressions are all
 # derived from the scene description and are exactly right. Same seed, same pixels, on every machine.
 
 # %%
-from lisalib.shapes import generate_scenes
-from lisalib.viz import show_gallery
+from lisalib.world.scenes import generate_scenes
+from lisalib.notebook.viz import show_gallery
 
 scenes = generate_scenes(8, seed=0)
 show_gallery(scenes, columns=4, titles=[s.caption() for s in scenes], size=3.0);
@@ -107,7 +107,7 @@ for i, obj in enumerate(scene.objects):
 
 # %%
 from lisalib.zoo import load_sam, load_vlm
-from lisalib.inference import answer_questions
+from lisalib.zoo.inference import answer_questions
 
 dtype = getattr(torch, profile.dtype)
 vlm, vlm_processor = load_vlm(profile.vlm, dtype=profile.dtype, load_in_4bit=profile.load_in_4bit,
@@ -132,7 +132,7 @@ for qa, answer in zip(questions, answers):
 
 # %%
 from collections import defaultdict
-from lisalib.zoo.pretrain_vlm import heldout_questions
+from lisalib.zoo.pretrain.vlm import heldout_questions
 
 items = heldout_questions(40)
 predicted = answer_questions(vlm, vlm_processor, [it["scene"].render() for it in items], [it["question"] for it in items],
@@ -170,8 +170,8 @@ if profile.name == "tiny":
 # image's own size.
 
 # %%
-from lisalib.inference import centre_point, segment_from_points
-from lisalib.viz import show_overlay
+from lisalib.zoo.inference import centre_point, segment_from_points
+from lisalib.notebook.viz import show_overlay
 
 sam, sam_processor = load_sam(profile.sam, dtype=profile.dtype,
                               device_map={"": profile.device} if profile.device != "cpu" else None)

@@ -55,7 +55,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from lisalib import accounting as acc
-from lisalib.report import record
+from lisalib.notebook.report import record
 
 hf_logging.disable_progress_bar()  # no weight-loading bars in the stored outputs
 plt.rcParams["figure.dpi"] = 72  # keeps the stored notebook small

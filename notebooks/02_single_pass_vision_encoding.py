@@ -30,7 +30,7 @@
 # * vision encoding: "2 forward passes" → "1 forward pass", "**2× faster**";
 # * overall inference: "Est. 20-30% faster", "**~1.25×**".
 #
-# This chapter builds all three designs as one model class (`lisalib.modeling_lisa`), proves the pass
+# This chapter builds all three designs as one model class (`lisalib.lisa.modeling`), proves the pass
 # counts with forward hooks, and then measures what a pass is worth: FLOPs of the real-size models
 # (counted on the meta device, no download), wall time of the real-size encoders on this CPU, and the
 # end-to-end picture with the 7B LLM.
@@ -58,10 +58,10 @@ import matplotlib.pyplot as plt
 from transformers.utils import logging as hf_logging
 
 from lisalib import bench
-from lisalib.flow_diagram import draw_vision_flow
-from lisalib.modeling_lisa import LisaForReasoningSegmentation, count_vision_passes
-from lisalib.report import record
-from lisalib.shapes import generate_scenes
+from lisalib.notebook.flow_diagram import draw_vision_flow
+from lisalib.lisa.modeling import LisaForReasoningSegmentation, count_vision_passes
+from lisalib.notebook.report import record
+from lisalib.world.scenes import generate_scenes
 
 hf_logging.disable_progress_bar()  # no weight-loading bars in the stored outputs
 plt.rcParams["figure.dpi"] = 72  # keeps the stored notebook small

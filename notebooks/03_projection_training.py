@@ -35,7 +35,7 @@
 # | `lora` | LoRA r 8 on the LLM's q/v projections (peft) | same |
 #
 # The loss is LISA's: `1.0·CE + 2.0·BCE + 0.5·Dice` (chapter 2 checks it against LISA's numbers). The
-# loop is `python -m lisalib.train` (accelerate: mixed precision, gradient accumulation, checkpoints of
+# loop is `python -m lisalib.lisa.train` (accelerate: mixed precision, gradient accumulation, checkpoints of
 # the trainable tensors only, exact resume, NaN stop); this notebook calls the same `train()` function.
 #
 # We train the single-pass **vlm** model and the original **dual** model with the *identical* budget,
@@ -65,10 +65,10 @@ import numpy as np
 import torch
 from transformers.utils import logging as hf_logging
 
-from lisalib.evaluate import evaluate, load_trained, open_split, results_table
-from lisalib.report import record
-from lisalib.train import TrainArgs, build_model, ensure_train_split, read_log, train
-from lisalib.zoo import ZOO_DIR
+from lisalib.lisa.evaluate import evaluate, load_trained, open_split, results_table
+from lisalib.notebook.report import record
+from lisalib.lisa.train import TrainArgs, build_model, ensure_train_split, read_log, train
+from lisalib.zoo import RUNS_DIR
 
 hf_logging.disable_progress_bar()
 plt.rcParams["figure.dpi"] = 72
@@ -187,7 +187,7 @@ record("ch3 training time per step, dual / vlm", round(step_ratio, 2), "x", f"{p
 # %%
 # not an NBVAL_CHECK_OUTPUT cell: these figures come from training that just ran, whose last digits may
 # move with the CPU's thread count; chapter 4's checked figures come from the shipped checkpoints
-from lisalib.data.reasonseg_synth import write_split
+from lisalib.reasonseg.synth import write_split
 if not (DATA / "val").is_dir():
     write_split(DATA, "val", 200, seed=0)
 quick = {}
@@ -201,14 +201,14 @@ print(results_table(quick))
 # %% [markdown]
 # ## The 10-minute runs shipped with the package
 #
-# `lisalib/zoo/checkpoints/tiny-lisa-{vlm,dual}` hold the trainable tensors (under a megabyte each), the
+# `lisalib/zoo/checkpoints/runs/tiny-lisa-{vlm,dual}` hold the trainable tensors (under a megabyte each), the
 # step log and the benchmark of longer runs with the identical recipe; each `run.json` records its exact
 # arguments. Their loss curves:
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 for source, colour in (("vlm", "tab:blue"), ("dual", "tab:orange")):
-    shipped = ZOO_DIR / f"tiny-lisa-{source}"
+    shipped = RUNS_DIR / f"tiny-lisa-{source}"
     log = read_log(shipped)
     steps = np.array([r["step"] for r in log])
     for ax, key in zip(axes, ("ce", "dice")):
@@ -233,6 +233,6 @@ plt.show()
 # checkpointing stay well under the rest of an 8 GB card. The training command outside a notebook:
 #
 # ```bash
-# accelerate launch -m lisalib.train --profile real --use_vlm_vision --use_lora --batch_size 1 \
+# accelerate launch -m lisalib.lisa.train --profile real --use_vlm_vision --use_lora --batch_size 1 \
 #     --grad_accum 8 --dtype fp16 --gradient_checkpointing --max_steps 500 --output_dir runs/lisa-7b-vlm
 # ```

@@ -23,7 +23,7 @@
 #
 # # 4. ReasonSeg evaluation: gIoU, cIoU and a look at the masks
 #
-# LISA is judged on ReasonSeg with two numbers (`lisalib.metrics`, reference notes §3):
+# LISA is judged on ReasonSeg with two numbers (`lisalib.reasonseg.metrics`, reference notes §3):
 #
 # * **gIoU**: the mean of per-sample IoUs -- every sample counts the same;
 # * **cIoU**: total intersection over total union -- large objects dominate.
@@ -58,11 +58,11 @@ import numpy as np
 import torch
 from transformers.utils import logging as hf_logging
 
-from lisalib.data.reasonseg import eval_answer
-from lisalib.data.reasonseg_synth import write_split
-from lisalib.evaluate import breakdown, evaluate, load_trained, open_split, results_table
-from lisalib.report import record
-from lisalib.widgets import mask_browser, query_box, render_sample
+from lisalib.reasonseg.dataset import eval_answer
+from lisalib.reasonseg.synth import write_split
+from lisalib.lisa.evaluate import breakdown, evaluate, load_trained, open_split, results_table
+from lisalib.notebook.report import record
+from lisalib.notebook.widgets import mask_browser, query_box, render_sample
 
 hf_logging.disable_progress_bar()
 plt.rcParams["figure.dpi"] = 72
@@ -175,7 +175,7 @@ plt.show()
 # ## Where is the gIoU lost? Two stand-ins for the `<SEG>` prompt
 #
 # A low gIoU has two possible causes: the `<SEG>` state does not say *which* object is meant, or the mask
-# path (image features -> SAM's mask decoder) cannot draw it even when it knows. `lisalib.ceiling` takes
+# path (image features -> SAM's mask decoder) cannot draw it even when it knows. `lisalib.lisa.ceiling` takes
 # them apart. It trains a fresh copy of each design's mask path (SAM's decoder, plus `vision_to_sam` for
 # `vlm`) on exactly the image features that design provides, with LISA's mask losses, under a prompt whose
 # quality is known:
@@ -185,12 +185,12 @@ plt.show()
 # - **frozen LM state**: the untrained VLM's `<SEG>` state for LISA's `"<SEG>."` answer, through a fresh
 #   `<SEG>` projection that trains with the decoder. It is what the language side offers before any LoRA.
 #
-# (`python -m lisalib.ceiling --vision_source vlm --prompt point|appearance|lm_state --json` runs the same
+# (`python -m lisalib.lisa.ceiling --vision_source vlm --prompt point|appearance|lm_state --json` runs the same
 # with 1,000 training samples and 1,500 steps; `appearance` prompts with the target's name instead.)
 
 # %%
-from lisalib.ceiling import mask_path_ceiling
-from lisalib.data.reasonseg import ReasonSegDataset
+from lisalib.lisa.ceiling import mask_path_ceiling
+from lisalib.reasonseg.dataset import ReasonSegDataset
 
 CEILING_DATA = Path("data/reasonseg_ceiling")  # its own small train split, so chapter 3's stays as it is
 if not (CEILING_DATA / "train").is_dir():
@@ -275,7 +275,7 @@ box = query_box(segment_fn, val[3]["image"], zoom=2)
 box
 
 # %%
-from lisalib.widgets import segment_query
+from lisalib.notebook.widgets import segment_query
 
 asked = ["the red shape", "which shape would roll down a hill?", "which shape has the most corners?"]
 fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lisalib.data.reasonseg_synth import write_split
+from lisalib.reasonseg.synth import write_split
 
 
 @pytest.fixture(scope="session")

@@ -65,9 +65,9 @@ def _tiny_source(name: str, tmp_path) -> str:
         return name
     except ZooError:
         if name == "tiny-llava":
-            from lisalib.zoo.pretrain_vlm import build_tiny_llava as build
+            from lisalib.zoo.pretrain.vlm import build_tiny_llava as build
         else:
-            from lisalib.zoo.pretrain_sam import build_tiny_sam as build
+            from lisalib.zoo.pretrain.sam import build_tiny_sam as build
         model, processor = build(seed=0)
         model.save_pretrained(tmp_path)
         processor.save_pretrained(tmp_path)

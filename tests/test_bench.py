@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lisalib import bench
-from lisalib.modeling_lisa import LisaForReasoningSegmentation
+from lisalib.lisa.modeling import LisaForReasoningSegmentation
 from lisalib.zoo.configs import tiny_llava_config, tiny_sam_config
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lisalib.ceiling import TARGET_NAMES, PromptedMaskPath, centre_point, main, target_name
-from lisalib.data.reasonseg import ReasonSegDataset
-from lisalib.modeling_lisa import LisaForReasoningSegmentation
+from lisalib.lisa.ceiling import TARGET_NAMES, PromptedMaskPath, centre_point, main, target_name
+from lisalib.reasonseg.dataset import ReasonSegDataset
+from lisalib.lisa.modeling import LisaForReasoningSegmentation
 
 
 def test_centre_point_uses_target_pixels_only():

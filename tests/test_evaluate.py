@@ -1,4 +1,4 @@
-"""lisalib.evaluate: loading a trained run, both protocols, hand-checked scores, CLI, bad checkpoints."""
+"""lisalib.lisa.evaluate: loading a trained run, both protocols, hand-checked scores, CLI, bad checkpoints."""
 from __future__ import annotations
 
 import json
@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from lisalib import evaluate as evaluate_module
-from lisalib.data.reasonseg import eval_answer, question
-from lisalib.evaluate import (CheckpointError, breakdown, evaluate, find_weights, load_trained, open_split,
+from lisalib.lisa import evaluate as evaluate_module
+from lisalib.reasonseg.dataset import eval_answer, question
+from lisalib.lisa.evaluate import (CheckpointError, breakdown, evaluate, find_weights, load_trained, open_split,
                               results_table)
-from lisalib.metrics import sample_iou
-from lisalib.modeling_lisa import SegmentationResult
-from lisalib.train import TrainArgs, train, trainable_state
+from lisalib.reasonseg.metrics import sample_iou
+from lisalib.lisa.modeling import SegmentationResult
+from lisalib.lisa.train import TrainArgs, train, trainable_state
 
 
 @pytest.fixture(scope="module")
@@ -134,12 +134,12 @@ def test_breakdown_by_query_type(trained_run, synth_data):
 
 @pytest.mark.parametrize("name, source", [("tiny-lisa-vlm", "vlm"), ("tiny-lisa-dual", "dual")])
 def test_shipped_checkpoints_fit_the_shipped_zoo(name, source, synth_data):
-    from lisalib.train import fingerprint
+    from lisalib.lisa.train import fingerprint
 
     folder, record = find_weights(name)
     # rebuilding tiny-llava or tiny-sam without `make lisa` would leave these bridges on the wrong base
     assert record["base"] == {"vlm": fingerprint("tiny-llava"), "sam": fingerprint("tiny-sam")}
-    assert record["command"].startswith("OMP_NUM_THREADS=1 python -m lisalib.train")
+    assert record["command"].startswith("OMP_NUM_THREADS=1 python -m lisalib.lisa.train")
     assert sum(f.stat().st_size for f in folder.iterdir()) < 2_000_000
     model = load_trained(name)
     assert model.config.vision_source == source

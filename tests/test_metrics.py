@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lisalib.metrics import ReasonSegMetrics, sample_iou, score_mask
+from lisalib.reasonseg.metrics import ReasonSegMetrics, sample_iou, score_mask
 
 
 def worked_example():

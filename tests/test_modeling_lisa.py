@@ -9,12 +9,13 @@ from transformers import LlavaForConditionalGeneration, LlavaProcessor, SamModel
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
-from lisalib import shapes
+from lisalib.world import scenes as shapes
 from lisalib.images import ImageInputError
-from lisalib.losses import LossWeights, dice_per_mask, mask_losses, sigmoid_bce_per_mask, total_loss
-from lisalib.modeling_lisa import (LisaConfig, LisaForReasoningSegmentation, VisionToSam, VisionToVlm,
+from lisalib.lisa.losses import LossWeights, dice_per_mask, mask_losses, sigmoid_bce_per_mask, total_loss
+from lisalib.lisa.modeling import (LisaConfig, LisaForReasoningSegmentation, VisionToSam, VisionToVlm,
                                    count_vision_passes, postprocess_masks)
-from lisalib.processing_lisa import IGNORE_INDEX, LisaInputError
+from lisalib.constants import LABEL_IGNORE_INDEX as IGNORE_INDEX
+from lisalib.lisa.processing import LisaInputError
 from lisalib.zoo.configs import tiny_llava_config, tiny_sam_config
 from lisalib.zoo.tokenizer import build_word_tokenizer
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from lisalib.data import (
+from lisalib.reasonseg import (
     ReasonSegDataset,
     ReasonSegError,
     ReasonSegWarning,
@@ -16,8 +16,8 @@ from lisalib.data import (
     read_annotation,
     read_sample,
 )
-from lisalib.data.reasonseg import _line8, collate_list, read_image
-from lisalib.data.reasonseg_synth import (
+from lisalib.reasonseg.dataset import _line8, collate_list, read_image
+from lisalib.reasonseg.synth import (
     SPLITS,
     SynthSample,
     generate_split,
@@ -27,7 +27,7 @@ from lisalib.data.reasonseg_synth import (
     target_masks,
     write_split,
 )
-from lisalib.shapes import generate_scene
+from lisalib.world.scenes import generate_scene
 
 SQUARE = [[1, 1], [4, 1], [4, 4], [1, 4]]
 
@@ -298,8 +298,8 @@ def test_cli_json_summary(tmp_path, capsys):
 
 
 def test_synth_record_reads_what_the_synthetic_set_wrote(synth_data, tmp_path):
-    from lisalib.data.reasonseg_synth import synth_record
-    from lisalib.shapes import COLOURS, SHAPE_KINDS
+    from lisalib.reasonseg.synth import synth_record
+    from lisalib.world.scenes import COLOURS, SHAPE_KINDS
 
     image = sorted((synth_data / "val").glob("*.png"))[0]
     record = synth_record(image)

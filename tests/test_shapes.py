@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from lisalib.shapes import (COLOURS, NUMBER_WORDS, SHAPE_KINDS, SceneConfig, generate_scene, generate_scenes,
+from lisalib.world.scenes import (COLOURS, NUMBER_WORDS, SHAPE_KINDS, SceneConfig, generate_scene, generate_scenes,
                             polygon_mask, shape_polygon, split_words, vocabulary)
 
 
@@ -139,7 +139,7 @@ def test_unknown_kind_is_rejected():
 
 
 def test_reasoning_queries_have_exactly_one_answer():
-    from lisalib.shapes import SHAPE_KINDS
+    from lisalib.world.scenes import SHAPE_KINDS
 
     seen = set()
     for s in generate_scenes(150, seed=12):

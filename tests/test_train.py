@@ -1,4 +1,4 @@
-"""lisalib.train: exact resume, trainable-only checkpoints, NaN stop, interruption, LoRA, 4-bit, CLI."""
+"""lisalib.lisa.train: exact resume, trainable-only checkpoints, NaN stop, interruption, LoRA, 4-bit, CLI."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lisalib import train as train_module
-from lisalib.modeling_lisa import LisaForReasoningSegmentation
-from lisalib.train import (TrainArgs, TrainingStopped, batches_from, checkpoints, epoch_order, parse_args,
+from lisalib.lisa import train as train_module
+from lisalib.lisa.modeling import LisaForReasoningSegmentation
+from lisalib.lisa.train import (TrainArgs, TrainingStopped, batches_from, checkpoints, epoch_order, parse_args,
                            read_log, train)
 
 
@@ -193,7 +193,7 @@ def test_cli_runs_and_prints_json(tmp_path, synth_data, capsys):
 
 
 def test_missing_train_split_is_written_once(tmp_path):
-    from lisalib.train import ensure_train_split
+    from lisalib.lisa.train import ensure_train_split
 
     folder = ensure_train_split(tmp_path / "data", n=3, seed=1, progress=False)
     assert len(list(folder.glob("*.json"))) == 3 and len(list(folder.glob("*.png"))) == 3

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lisalib.inference import centre_point
-from lisalib.report import REPORT_ENV, read_records, record
-from lisalib.run_notebooks import discover, summary_markdown
-from lisalib.shapes import generate_scene
-from lisalib.viz import overlay_masks, show_gallery
+from lisalib.zoo.inference import centre_point
+from lisalib.notebook.report import REPORT_ENV, read_records, record
+from lisalib.notebook.main_job import discover, summary_markdown
+from lisalib.world.scenes import generate_scene
+from lisalib.notebook.viz import overlay_masks, show_gallery
 
 
 def test_overlay_blends_only_inside_the_mask():
@@ -76,12 +76,12 @@ def test_runner_executes_a_notebook_and_collects_its_figures(tmp_path, monkeypat
     """A two-cell notebook in its own folder: the kernel's cwd differs from ours, as in the real runs."""
     import nbformat
 
-    from lisalib.run_notebooks import execute
+    from lisalib.notebook.main_job import execute
 
     folder = tmp_path / "nbs"
     folder.mkdir()
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("from lisalib.report import record\nrecord('answer', 42, unit='things')"),
+        nbformat.v4.new_code_cell("from lisalib.notebook.report import record\nrecord('answer', 42, unit='things')"),
         nbformat.v4.new_code_cell("import os\nprint(os.environ['LISALIB_PROFILE'])"),
     ])
     nbformat.write(nb, folder / "00_demo.ipynb")

@@ -3,9 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lisalib.metrics import sample_iou
-from lisalib.shapes import generate_scene
-from lisalib.widgets import (
+from lisalib.reasonseg.metrics import sample_iou
+from lisalib.world.scenes import generate_scene
+from lisalib.notebook.widgets import (
     GT_COLOUR,
     IGNORE_COLOUR,
     PRED_COLOUR,

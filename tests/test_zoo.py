@@ -8,8 +8,8 @@ from transformers import AutoProcessor, LlavaForConditionalGeneration, LlavaProc
 
 from lisalib.zoo import ZOO_MODELS, ZooError, load_sam, load_vlm, resolve, zoo_path
 from lisalib.zoo.build import ACCURACY_AIMS, REGRESSION_FLOORS, read_card
-from lisalib.zoo.pretrain_sam import evaluate_sam
-from lisalib.zoo.pretrain_vlm import evaluate_vlm
+from lisalib.zoo.pretrain.sam import evaluate_sam
+from lisalib.zoo.pretrain.vlm import evaluate_vlm
 
 MAX_ZOO_BYTES = 30 * 1024 * 1024
 
@@ -68,8 +68,8 @@ def test_cards_were_built_with_the_default_recipes():
     """So that the build command a card names (no --recipe) rebuilds the shipped weights."""
     from dataclasses import asdict
 
-    from lisalib.zoo.pretrain_sam import SamRecipe
-    from lisalib.zoo.pretrain_vlm import VlmRecipe
+    from lisalib.zoo.pretrain.sam import SamRecipe
+    from lisalib.zoo.pretrain.vlm import VlmRecipe
 
     assert read_card("tiny-llava")["recipe"] == asdict(VlmRecipe())
     assert read_card("tiny-sam")["recipe"] == asdict(SamRecipe())
@@ -87,8 +87,9 @@ def test_bad_names_give_clear_errors(tmp_path):
 
 
 def test_conversation_labels_cover_answers_only():
-    from lisalib.shapes import chat_prompt, generate_scenes
-    from lisalib.zoo.pretrain_vlm import build_tiny_llava, collate_conversations
+    from lisalib.constants import chat_prompt
+    from lisalib.world.scenes import generate_scenes
+    from lisalib.zoo.pretrain.vlm import build_tiny_llava, collate_conversations
 
     _, processor = build_tiny_llava()
     batch = collate_conversations(processor, [[("what color is the star?", "red"), ("how many shapes are there?", "two")],
@@ -103,8 +104,8 @@ def test_conversation_labels_cover_answers_only():
 
 
 def test_pretraining_loops_run_and_learn_something():
-    from lisalib.zoo.pretrain_sam import SamRecipe, build_tiny_sam, pretrain_sam
-    from lisalib.zoo.pretrain_vlm import VlmRecipe, build_tiny_llava, pretrain_vlm
+    from lisalib.zoo.pretrain.sam import SamRecipe, build_tiny_sam, pretrain_sam
+    from lisalib.zoo.pretrain.vlm import VlmRecipe, build_tiny_llava, pretrain_vlm
 
     for build, pretrain, recipe in (
         (build_tiny_llava, pretrain_vlm, VlmRecipe(train_scenes=16, vision_steps=2, vision_batch_size=4, steps=3, batch_size=4)),
@@ -119,7 +120,7 @@ def test_pretraining_loops_run_and_learn_something():
 
 def test_stage_two_can_keep_the_stage_one_projector():
     """``train_projector=False`` trains only the LM in stage 2 (the projector keeps what stage 1 taught)."""
-    from lisalib.zoo.pretrain_vlm import VlmRecipe, build_tiny_llava, pretrain_vlm
+    from lisalib.zoo.pretrain.vlm import VlmRecipe, build_tiny_llava, pretrain_vlm
 
     before = {k: v.clone() for k, v in build_tiny_llava(0)[0].state_dict().items()}
     recipe = VlmRecipe(train_scenes=8, vision_steps=0, steps=2, batch_size=2, train_projector=False)
@@ -151,7 +152,7 @@ def test_weights_are_stored_as_the_card_says_and_load_as_float32(name):
 
 
 def test_position_std_redraws_only_the_tower_position_table():
-    from lisalib.zoo.pretrain_vlm import build_tiny_llava
+    from lisalib.zoo.pretrain.vlm import build_tiny_llava
 
     default = build_tiny_llava(0)[0].state_dict()
     scaled = build_tiny_llava(0, position_std=2.0)[0].state_dict()
@@ -163,8 +164,8 @@ def test_position_std_redraws_only_the_tower_position_table():
 
 
 def test_grounding_batches_hold_the_scene_position_questions_only():
-    from lisalib.shapes import generate_scenes
-    from lisalib.zoo.pretrain_vlm import grounding_turns, scene_texts
+    from lisalib.world.scenes import generate_scenes
+    from lisalib.zoo.pretrain.vlm import grounding_turns, scene_texts
 
     scenes = generate_scenes(20, seed=3)
     for scene in scenes:
@@ -197,8 +198,8 @@ def test_build_cli_tries_recipe_changes_outside_the_zoo(tmp_path, capsys):
 
 def test_isolated_turns_compute_each_answer_as_the_single_question_prompt():
     """Packed turns see the image prefix and their own question only: the same logits as asking alone."""
-    from lisalib.shapes import generate_scenes
-    from lisalib.zoo.pretrain_vlm import (build_tiny_llava, collate_conversations, embed_with_image_features,
+    from lisalib.world.scenes import generate_scenes
+    from lisalib.zoo.pretrain.vlm import (build_tiny_llava, collate_conversations, embed_with_image_features,
                                           encode_images, vision_features)
 
     model, processor = build_tiny_llava(0)
@@ -230,7 +231,7 @@ def test_isolated_turns_compute_each_answer_as_the_single_question_prompt():
 
 
 def test_heldout_exists_questions_ask_for_yes_and_for_no():
-    from lisalib.zoo.pretrain_vlm import heldout_questions
+    from lisalib.zoo.pretrain.vlm import heldout_questions
 
     items = heldout_questions(12)
     for scene in {id(it["scene"]): it["scene"] for it in items}.values():
@@ -241,8 +242,8 @@ def test_heldout_exists_questions_ask_for_yes_and_for_no():
 def test_dihedral_augmentation_moves_pixels_and_labels_together():
     """A flipped/transposed scene gets the labels that scene would have had: colour and kind move with
     the pixels, and a left-right flip mirrors the column third."""
-    from lisalib.shapes import generate_scenes
-    from lisalib.zoo.pretrain_vlm import _dihedral, object_pooling, patch_labels
+    from lisalib.world.scenes import generate_scenes
+    from lisalib.zoo.pretrain.vlm import _dihedral, object_pooling, patch_labels
 
     scene = generate_scenes(1, seed=3)[0]
     pixels = torch.tensor(np.asarray(scene.render()), dtype=torch.float).permute(2, 0, 1)[None]

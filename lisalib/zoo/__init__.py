@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
+BACKBONES_DIR = ZOO_DIR / "backbones"  # pretrained tiny backbones (python -m lisalib.zoo build)
+RUNS_DIR = ZOO_DIR / "runs"  # trained runs on top of them (trainable tensors only, python -m lisalib.lisa.train)
 ZOO_MODELS: dict[str, str] = {
     "tiny-llava": "vlm",  # LlavaForConditionalGeneration + LlavaProcessor, shapes-world QA
     "tiny-sam": "sam",  # SamModel + SamProcessor, shapes-world masks from point/box prompts
@@ -29,7 +31,7 @@ def zoo_path(name: str) -> Path:
     """Directory of a zoo model; raises :class:`ZooError` if the name is unknown or not built."""
     if name not in ZOO_MODELS:
         raise ZooError(f"unknown zoo model {name!r}; the zoo has: {', '.join(ZOO_MODELS)}")
-    path = ZOO_DIR / name
+    path = BACKBONES_DIR / name
     if not (path / "config.json").is_file():
         raise ZooError(f"zoo model {name!r} is not built at {path}; run: python -m lisalib.zoo build --only {name}")
     return path

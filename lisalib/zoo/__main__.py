@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from lisalib.zoo import ZOO_DIR, ZOO_MODELS, ZooError, load_sam, load_vlm
+from lisalib.zoo import BACKBONES_DIR, ZOO_MODELS, ZooError, load_sam, load_vlm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "list":
         for name, family in ZOO_MODELS.items():
-            built = (ZOO_DIR / name / "config.json").is_file()
-            print(f"{name:12s} {family:4s} {'built' if built else 'not built'}  {ZOO_DIR / name}")
+            built = (BACKBONES_DIR / name / "config.json").is_file()
+            print(f"{name:12s} {family:4s} {'built' if built else 'not built'}  {BACKBONES_DIR / name}")
         return 0
     names = args.only or list(ZOO_MODELS)
     overrides = {}
@@ -61,8 +61,8 @@ def recipe_overrides(name: str, items: list[str]) -> dict:
     """``["steps=1800", "position_std=2.0"]`` -> typed overrides of ``name``'s recipe; unknown keys are errors."""
     from dataclasses import fields
 
-    from lisalib.zoo.pretrain_sam import SamRecipe
-    from lisalib.zoo.pretrain_vlm import VlmRecipe
+    from lisalib.zoo.pretrain.sam import SamRecipe
+    from lisalib.zoo.pretrain.vlm import VlmRecipe
 
     known = {f.name for f in fields(VlmRecipe if ZOO_MODELS[name] == "vlm" else SamRecipe)}
     overrides = {}
@@ -79,10 +79,10 @@ def recipe_overrides(name: str, items: list[str]) -> dict:
 
 def evaluate(name: str, n_scenes: int) -> dict:
     if ZOO_MODELS[name] == "vlm":
-        from lisalib.zoo.pretrain_vlm import evaluate_vlm
+        from lisalib.zoo.pretrain.vlm import evaluate_vlm
 
         return evaluate_vlm(*load_vlm(name), n_scenes=n_scenes)
-    from lisalib.zoo.pretrain_sam import evaluate_sam
+    from lisalib.zoo.pretrain.sam import evaluate_sam
 
     return evaluate_sam(*load_sam(name), n_scenes=n_scenes)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from lisalib.zoo import ZOO_DIR, ZOO_MODELS
+from lisalib.zoo import BACKBONES_DIR, ZOO_MODELS
 
 CARD_FILE = "zoo_card.json"
 # What each model should reach on held-out data (the issue's aims), and the floor a shipped model must
@@ -31,11 +31,11 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
     """Pretrain zoo model ``name``, save it to ``out_dir`` (default: the package zoo) and return its card."""
     if name not in ZOO_MODELS:
         raise ValueError(f"unknown zoo model {name!r}; the zoo has: {', '.join(ZOO_MODELS)}")
-    out_dir = Path(out_dir) if out_dir is not None else ZOO_DIR / name
+    out_dir = Path(out_dir) if out_dir is not None else BACKBONES_DIR / name
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
     if name == "tiny-llava":
-        from lisalib.zoo.pretrain_vlm import VlmRecipe, evaluate_vlm, pretrain_vlm
+        from lisalib.zoo.pretrain.vlm import VlmRecipe, evaluate_vlm, pretrain_vlm
 
         recipe = VlmRecipe(**recipe_overrides)
         model, processor, history = pretrain_vlm(recipe, progress=progress)
@@ -44,7 +44,7 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
         metrics = evaluate_vlm(model, processor, n_scenes=200)
         data = "shapes world, scenes (1000, i) for i < train_scenes; held-out scenes (2000, i)"
     else:
-        from lisalib.zoo.pretrain_sam import SamRecipe, evaluate_sam, pretrain_sam
+        from lisalib.zoo.pretrain.sam import SamRecipe, evaluate_sam, pretrain_sam
 
         recipe = SamRecipe(**recipe_overrides)
         model, processor, history = pretrain_sam(recipe, progress=progress)

@@ -10,7 +10,9 @@ from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
-SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
+from lisalib.constants import IMAGE_TOKEN
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", IMAGE_TOKEN]
 
 
 def build_word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
@@ -32,9 +34,9 @@ def build_word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
         eos_token="</s>",
         unk_token="<unk>",
         pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
+        extra_special_tokens={"image_token": IMAGE_TOKEN},
         padding_side="left",  # batched generation appends to the right
         clean_up_tokenization_spaces=True,
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     return tokenizer

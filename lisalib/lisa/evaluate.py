@@ -1,0 +1,210 @@
+"""ReasonSeg evaluation of a trained LISA-style model: gIoU / cIoU under two protocols.
+
+``python -m lisalib.lisa.evaluate --checkpoint RUN/final --data DIR [--split val] [--json]``
+
+- **teacher-forced** (LISA's ``validate()``): the answer ``"<SEG>."`` is given, one forward pass, the
+  mask comes from the forced ``<SEG>``. This measures the mask path alone and is what LISA's tables report.
+- **generate**: the model must write its own answer; a ``<SEG>`` in it yields the mask (the first one if
+  several), no ``<SEG>`` yields an empty mask. This is what a user of the model gets.
+
+Each sample asks ``text[0]`` with LISA's short/long prompt; predictions are ``logits > 0`` at the
+original size; scoring is :mod:`lisalib.reasonseg.metrics` (ignore pixels removed, empty union = 1.0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from lisalib.reasonseg.dataset import ReasonSegDataset, eval_answer, question
+from lisalib.reasonseg.synth import synth_record
+from lisalib.reasonseg.metrics import ReasonSegMetrics
+from lisalib.lisa.modeling import LisaForReasoningSegmentation
+
+PROTOCOLS = ("teacher_forced", "generate")
+
+
+class CheckpointError(ValueError):
+    """A path that is not a training run, its final/ folder or one of its checkpoints."""
+
+
+# ----- loading -----------------------------------------------------------------------------------
+def find_weights(checkpoint: str | Path) -> tuple[Path, dict]:
+    """The trainable-weights folder and its run record for a run dir, its ``final/`` or a checkpoint."""
+    from lisalib.lisa.train import CHECKPOINT_PREFIX, RUN_FILE, TRAINABLE_FILE, checkpoints
+
+    from lisalib.zoo import RUNS_DIR
+
+    path = Path(checkpoint)
+    if not path.exists() and (RUNS_DIR / str(checkpoint) / TRAINABLE_FILE).is_file():
+        path = RUNS_DIR / str(checkpoint)  # a shipped run, e.g. "tiny-lisa-vlm"
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint (train one with python -m lisalib.lisa.train)")
+    if (path / "final" / TRAINABLE_FILE).is_file():
+        path = path / "final"
+    elif not (path / TRAINABLE_FILE).is_file() and checkpoints(path):
+        path = checkpoints(path)[-1]
+    if not (path / TRAINABLE_FILE).is_file():
+        raise CheckpointError(f"{path}: holds no {TRAINABLE_FILE}; give a run folder, its final/ or a "
+                              f"{CHECKPOINT_PREFIX}N folder")
+    record_file = path / RUN_FILE if (path / RUN_FILE).is_file() else path / "state.json"
+    if not record_file.is_file():
+        raise CheckpointError(f"{path}: {RUN_FILE} or state.json is missing, so the base models are unknown")
+    return path, json.loads(record_file.read_text())
+
+
+def load_trained(checkpoint: str | Path, device: str | None = None) -> LisaForReasoningSegmentation:
+    """Rebuild the run's model (same backbones, vision source, LoRA) and load its trained weights."""
+    from lisalib.lisa.train import TRAINABLE_FILE, TrainArgs, build_model, fingerprint, load_trainable_state
+
+    folder, record = find_weights(checkpoint)
+    known = set(TrainArgs.__dataclass_fields__)
+    args = TrainArgs(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["args"].items() if k in known})
+    for role, name in (("vlm", args.vlm_name), ("sam", args.sam_name)):
+        saved = record.get("base", {}).get(role)
+        if saved is not None and fingerprint(name) not in (None, saved):
+            warnings.warn(f"{folder}: trained on a different {name!r} (weights {saved}, now {fingerprint(name)}); "
+                          "the bridges may not fit it -- retrain with python -m lisalib.lisa.train", stacklevel=2)
+    model = build_model(args, device=device)
+    load_trainable_state(model, load_file(folder / TRAINABLE_FILE))
+    model.requires_grad_(False)
+    return model.eval()
+
+
+# ----- evaluation --------------------------------------------------------------------------------
+def open_split(data: str | Path, split: str | None = "val") -> ReasonSegDataset:
+    """``DATA/split`` if it exists, else ``DATA`` itself (a folder of samples)."""
+    data = Path(data)
+    if split and (data / split).is_dir():
+        return ReasonSegDataset(data, split, allow_empty=True)
+    return ReasonSegDataset(data, allow_empty=True)
+
+
+@torch.no_grad()
+def evaluate(model: LisaForReasoningSegmentation, dataset, protocols: Sequence[str] = PROTOCOLS,
+             max_samples: int | None = None, batch_size: int = 8, keep_predictions: bool = False,
+             progress: bool = True) -> dict:
+    """Score ``model`` on a ReasonSeg dataset; returns overall, per-protocol and per-sample results.
+
+    The top-level ``giou``/``ciou``/``n`` are the teacher-forced protocol's (LISA's). With
+    ``keep_predictions`` each sample record carries its mask logits (float16) for browsing.
+    """
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown or not protocols:
+        raise ValueError(f"protocols must be a non-empty subset of {PROTOCOLS}, got {list(protocols)}")
+    total = len(dataset) if max_samples is None else min(max_samples, len(dataset))
+    if total == 0:
+        raise ValueError("nothing to evaluate: the dataset is empty (or max_samples is 0)")
+    metrics = {p: ReasonSegMetrics() for p in protocols}
+    with_seg = 0
+    records: list[dict] = []
+    seg = model.processor.seg_token
+    bar = tqdm(total=total, desc=f"evaluate {model.config.vision_source}", disable=not progress)
+    for start in range(0, total, batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, total))]
+        images = [item["image"] for item in items]
+        queries = [question(item["texts"][0], item["is_sentence"], image_token="").strip() for item in items]
+        records_batch = [{"index": start + j, "path": item["path"], "query": item["texts"][0],
+                          "is_sentence": item["is_sentence"], "query_type": query_type(item["path"])}
+                         for j, item in enumerate(items)]
+        if "teacher_forced" in protocols:
+            results = model.segment(images, queries, answers=[eval_answer(seg)] * len(items))
+            for item, result, record in zip(items, results, records_batch):
+                score = metrics["teacher_forced"].update(result.masks[0], item["mask"], item["is_sentence"])[0]
+                record["iou_teacher_forced"] = score.iou
+                if keep_predictions:
+                    record["logits"] = result.mask_logits[0].numpy().astype(np.float16)
+        if "generate" in protocols:
+            results = model.segment(images, queries)
+            for item, result, record in zip(items, results, records_batch):
+                has_seg = result.masks.shape[0] > 0
+                with_seg += has_seg
+                pred = result.masks[0] if has_seg else np.zeros(item["mask"].shape, dtype=bool)
+                score = metrics["generate"].update(pred, item["mask"], item["is_sentence"])[0]
+                record.update(answer=result.text, has_seg=bool(has_seg), iou_generate=score.iou)
+                if keep_predictions and "logits" not in record and has_seg:
+                    record["logits"] = result.mask_logits[0].numpy().astype(np.float16)
+        records.extend(records_batch)
+        bar.update(len(items))
+    bar.close()
+
+    by_protocol = {p: metrics[p].compute() for p in protocols}
+    if "generate" in protocols:
+        by_protocol["generate"]["seg_rate"] = with_seg / total
+    headline = by_protocol["teacher_forced" if "teacher_forced" in protocols else "generate"]
+    return {"giou": headline["giou"], "ciou": headline["ciou"], "n": headline["n"],
+            "vision_source": model.config.vision_source, "protocols": by_protocol, "samples": records}
+
+
+def query_type(image_path: str | Path) -> str | None:
+    """The synthetic set's query type (``referring``, ``roll``, ``most_corners``, ...); None for real ReasonSeg."""
+    return synth_record(image_path).get("query_type")
+
+
+def breakdown(samples: Sequence[dict], key: str = "query_type", protocol: str = "teacher_forced") -> dict[str, dict]:
+    """gIoU per value of ``key`` over evaluated sample records: ``{value: {"giou", "n"}}``, largest group first."""
+    groups: dict[str, list[float]] = {}
+    for sample in samples:
+        if f"iou_{protocol}" in sample:
+            groups.setdefault(str(sample.get(key)), []).append(sample[f"iou_{protocol}"])
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return {name: {"giou": float(np.mean(ious)), "n": len(ious)} for name, ious in ordered}
+
+
+def results_table(results: dict[str, dict], digits: int = 3) -> str:
+    """A Markdown table of gIoU / cIoU per model, protocol and query length."""
+    lines = ["| model | protocol | gIoU | cIoU | short gIoU | long gIoU | n |", "|---|---|---|---|---|---|---|"]
+    for name, result in results.items():
+        for protocol, m in result["protocols"].items():
+            lines.append(f"| {name} | {protocol} | {m['giou']:.{digits}f} | {m['ciou']:.{digits}f} | "
+                         f"{m['short']['giou']:.{digits}f} | {m['long']['giou']:.{digits}f} | {m['n']} |")
+    return "\n".join(lines)
+
+
+def json_safe(value, digits: int = 4):
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, digits)
+    if isinstance(value, dict):
+        return {k: json_safe(v, digits) for k, v in value.items()}
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lisalib.lisa.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a training run folder, its final/, or a checkpoint-N/")
+    parser.add_argument("--data", required=True, help="ReasonSeg-format root (with SPLIT/) or a folder of samples")
+    parser.add_argument("--split", default="val", help="sub-folder of --data to evaluate (default val)")
+    parser.add_argument("--protocol", choices=[*PROTOCOLS, "both"], default="both")
+    parser.add_argument("--max_samples", type=int, help="evaluate only the first N samples")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--no_progress", dest="progress", action="store_false")
+    args = parser.parse_args(argv)
+    protocols = PROTOCOLS if args.protocol == "both" else (args.protocol,)
+    try:
+        model = load_trained(args.checkpoint)
+        dataset = open_split(args.data, args.split)
+        result = evaluate(model, dataset, protocols, args.max_samples, args.batch_size, progress=args.progress)
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    result.pop("samples")
+    if args.json:
+        print(json.dumps(json_safe(result), indent=2))
+    else:
+        print(results_table({args.checkpoint: result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

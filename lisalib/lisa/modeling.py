@@ -1,0 +1,610 @@
+"""LISA-style reasoning segmentation with one model class and three ways of encoding the image.
+
+LISA (Lai et al., CVPR 2024) lets a multimodal LLM answer with a special ``<SEG>`` token. The LLM's
+last-layer hidden state for it is projected into SAM's prompt space, and SAM's mask decoder turns it
+into a mask. ``LisaConfig.vision_source`` chooses where the image features come from:
+
+========  ==============================================  =================================================  ======
+source    the LLM reads                                   SAM's mask decoder reads                           passes
+========  ==============================================  =================================================  ======
+``dual``  CLIP -> LLaVA projector                         SAM's own ViT (original LISA)                      2
+``vlm``   CLIP -> LLaVA projector                         the same CLIP grid -> ``vision_to_sam``            1
+``sam``   SAM's ViT -> ``vision_to_vlm`` -> projector     SAM's own ViT                                      1
+========  ==============================================  =================================================  ======
+
+The backbones are the stock transformers classes (``LlavaForConditionalGeneration``, ``SamModel``),
+loaded through :mod:`lisalib.zoo`; this module only adds the bridges (``vision_to_sam``,
+``vision_to_vlm``, the ``<SEG>`` projection) and the forward pass that wires them. An encoder a
+single-pass model never runs is not built at all.
+
+Which hidden state feeds SAM (``seg_hidden_state``)? A causal LM's state at position j is what it uses
+to predict token j+1. LISA takes the state of the token *preceding* ``<SEG>`` -- the one that decided to
+emit ``<SEG>`` (its mask is ``input_ids[j+1] == [SEG]`` shifted by the image tokens, reference notes
+section 1). ``"seg"`` takes the state at ``<SEG>``'s own position instead (Sa2VA's choice): it has also
+read the learned ``<SEG>`` embedding. Both are located on the token ids after the image tokens have been
+expanded, so no "255 image tokens" offset arithmetic is needed.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import LlavaConfig, LlavaForConditionalGeneration, PreTrainedConfig, PreTrainedModel, SamConfig, SamModel
+from transformers.utils import ModelOutput
+from transformers.utils import logging as transformers_logging
+
+from lisalib.lisa.losses import LossWeights, mask_losses, total_loss
+from lisalib.lisa.processing import VISION_SOURCES, LisaInputError, LisaProcessor
+
+SEG_HIDDEN_STATES = ("preceding", "seg")
+SEG_PROJECTIONS = ("seg_token_to_sam", "text_hidden_fcs")
+TRAINABLE_GROUPS = ("projections", "seg_row", "mask_decoder", "lora", "llm")
+DEFAULT_TRAINABLE = ("projections", "seg_row", "mask_decoder")  # LISA's set, minus LoRA
+
+
+class LisaConfig(PreTrainedConfig):
+    """The two backbone configs plus the choices this chapter compares."""
+
+    model_type = "lisa"
+    sub_configs_defaults = {"vlm_config": LlavaConfig, "sam_config": SamConfig}
+
+    vlm_config: dict | PreTrainedConfig | None = None
+    sam_config: dict | PreTrainedConfig | None = None
+    vision_source: str = "dual"  # "dual" (LISA), "vlm" or "sam" (single pass)
+    seg_token_id: int | None = None
+    seg_hidden_state: str = "preceding"  # "preceding" (LISA) or "seg" (the <SEG> position itself)
+    seg_projection: str = "seg_token_to_sam"  # seed's Linear-GELU-LayerNorm, or LISA's "text_hidden_fcs"
+    ce_loss_weight: float = 1.0
+    bce_loss_weight: float = 2.0
+    dice_loss_weight: float = 0.5
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        for name, value, allowed in (("vision_source", self.vision_source, VISION_SOURCES),
+                                     ("seg_hidden_state", self.seg_hidden_state, SEG_HIDDEN_STATES),
+                                     ("seg_projection", self.seg_projection, SEG_PROJECTIONS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if not isinstance(self.vlm_config.vision_feature_layer, int):
+            raise ValueError("vision_feature_layer must be a single layer index for the CLIP -> SAM bridge")
+
+    @property
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(self.ce_loss_weight, self.bce_loss_weight, self.dice_loss_weight)
+
+    @property
+    def vlm_grid(self) -> int:
+        """Side of CLIP's patch grid (24 for ViT-L/14 at 336 px, 8 for the tiny tower)."""
+        vision = self.vlm_config.vision_config
+        return vision.image_size // vision.patch_size
+
+    @property
+    def sam_grid(self) -> int:
+        """Side of SAM's image embedding (64 at 1024 px, 16 for tiny SAM)."""
+        return self.sam_config.prompt_encoder_config.image_embedding_size
+
+    @property
+    def sam_channels(self) -> int:
+        return self.sam_config.mask_decoder_config.hidden_size
+
+
+# ----- bridges -------------------------------------------------------------------------------------
+class VisionToSam(nn.Module):
+    """CLIP patch features ``[B, g*g, D]`` -> a SAM image embedding ``[B, C, S, S]``.
+
+    Linear -> GELU -> LayerNorm to SAM's channel count (seed design), then the token sequence is laid
+    back on its g x g grid and bilinearly resized to SAM's S x S (24 -> 64 real, 8 -> 16 tiny).
+    """
+
+    def __init__(self, vision_dim: int, sam_channels: int, sam_grid: int):
+        super().__init__()
+        self.linear = nn.Linear(vision_dim, sam_channels)
+        self.act = nn.GELU()
+        self.norm = nn.LayerNorm(sam_channels)
+        self.sam_grid = sam_grid
+
+    def forward(self, patch_features: torch.Tensor) -> torch.Tensor:
+        tokens = self.norm(self.act(self.linear(patch_features.to(self.linear.weight))))  # its device and dtype
+        batch, length, channels = tokens.shape
+        side = math.isqrt(length)
+        if side * side != length:
+            raise ValueError(f"{length} patch tokens do not form a square grid")
+        grid = tokens.transpose(1, 2).reshape(batch, channels, side, side)  # CLIP patches are row-major
+        return F.interpolate(grid, size=(self.sam_grid, self.sam_grid), mode="bilinear", align_corners=False)
+
+
+class VisionToVlm(nn.Module):
+    """A SAM image embedding ``[B, C, S, S]`` -> CLIP-like patch features ``[B, g*g, D]``.
+
+    SAM's S x S grid is average-pooled to CLIP's g x g (so the LLM sees as many image tokens as LLaVA
+    was trained with), then Linear -> GELU -> LayerNorm into CLIP's feature width; LLaVA's own projector
+    takes it from there.
+    """
+
+    def __init__(self, sam_channels: int, vision_dim: int, vlm_grid: int):
+        super().__init__()
+        self.linear = nn.Linear(sam_channels, vision_dim)
+        self.act = nn.GELU()
+        self.norm = nn.LayerNorm(vision_dim)
+        self.vlm_grid = vlm_grid
+
+    def forward(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        pooled = F.adaptive_avg_pool2d(image_embeddings.to(self.linear.weight), self.vlm_grid)
+        tokens = pooled.flatten(2).transpose(1, 2)
+        return self.norm(self.act(self.linear(tokens)))
+
+
+class SegTokenToSam(nn.Module):
+    """The seed design's ``seg_token_to_sam``: Linear -> GELU -> LayerNorm, LLM width -> SAM prompt width."""
+
+    def __init__(self, llm_dim: int, sam_channels: int):
+        super().__init__()
+        self.linear = nn.Linear(llm_dim, sam_channels)
+        self.act = nn.GELU()
+        self.norm = nn.LayerNorm(sam_channels)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act(self.linear(hidden.to(self.linear.weight))))
+
+
+class TextHiddenFcs(nn.Module):
+    """LISA's ``text_hidden_fcs``: Linear(d, d) -> ReLU -> Linear(d, 256) -> Dropout(0)."""
+
+    def __init__(self, llm_dim: int, sam_channels: int):
+        super().__init__()
+        self.fc1 = nn.Linear(llm_dim, llm_dim)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(llm_dim, sam_channels)
+        self.dropout = nn.Dropout(0.0)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.act(self.fc1(hidden.to(self.fc1.weight)))))
+
+
+# ----- outputs -------------------------------------------------------------------------------------
+class ImageFeatures(NamedTuple):
+    """What one encoding of a batch of images provides: LLM image tokens and SAM's image embedding."""
+
+    llm: torch.Tensor  # [B, T, D_llm], already through LLaVA's projector
+    sam: torch.Tensor  # [B, C, S, S]
+
+
+@dataclass
+class LisaOutput(ModelOutput):
+    """``loss`` = ce_weight*CE + bce_weight*BCE + dice_weight*Dice; masks are logits, grouped per image."""
+
+    loss: torch.Tensor | None = None
+    ce_loss: torch.Tensor | None = None
+    bce_loss: torch.Tensor | None = None
+    dice_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    low_res_masks: list[torch.Tensor] | None = None  # per image [n_seg, 4S, 4S]
+    pred_masks: list[torch.Tensor] | None = None  # per image [n_seg, H, W] at the original size
+    seg_embeddings: torch.Tensor | None = None  # [N_seg, C] prompts given to SAM
+
+
+@dataclass
+class SegmentationResult:
+    """One image's answer: the text and one mask per ``<SEG>`` at the image's original size."""
+
+    text: str
+    masks: np.ndarray  # [n_seg, H, W] bool
+    mask_logits: torch.Tensor  # [n_seg, H, W] float
+
+
+def postprocess_masks(low_res: torch.Tensor, original_size: Sequence[int], reshaped_size: Sequence[int],
+                      pad_size: int) -> torch.Tensor:
+    """LISA's post-processing: low-res logits -> SAM's padded square -> crop the image part -> original size.
+
+    Same arithmetic as ``SamImageProcessor.post_process_masks(binarize=False)`` (a test checks it), kept
+    here so that training losses are computed inside ``forward`` without a processor.
+    """
+    masks = F.interpolate(low_res[:, None].float(), size=(pad_size, pad_size), mode="bilinear", align_corners=False)
+    masks = masks[..., : int(reshaped_size[0]), : int(reshaped_size[1])]
+    masks = F.interpolate(masks, size=(int(original_size[0]), int(original_size[1])), mode="bilinear",
+                          align_corners=False)
+    return masks[:, 0]
+
+
+# ----- the model -----------------------------------------------------------------------------------
+class LisaForReasoningSegmentation(PreTrainedModel):
+    """LLaVA + SAM + bridges; see the module docstring. Build it with :meth:`from_parts`."""
+
+    config: LisaConfig
+    config_class = LisaConfig
+    base_model_prefix = "lisa"
+    main_input_name = "input_ids"
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: LisaConfig, vlm: LlavaForConditionalGeneration | None = None,
+                 sam: SamModel | None = None):
+        super().__init__(config)
+        self.vlm = vlm if vlm is not None else LlavaForConditionalGeneration(config.vlm_config)
+        self.sam = sam if sam is not None else SamModel(config.sam_config)
+        vision_dim = config.vlm_config.vision_config.hidden_size
+        llm_dim = config.vlm_config.text_config.hidden_size
+        if config.vision_source == "vlm":
+            self.vision_to_sam = VisionToSam(vision_dim, config.sam_channels, config.sam_grid)
+            self.sam.vision_encoder = None  # never run: the mask decoder reads CLIP's grid
+        elif config.vision_source == "sam":
+            self.vision_to_vlm = VisionToVlm(config.sam_channels, vision_dim, config.vlm_grid)
+            self.vlm.model.vision_tower = None  # never run: the LLM reads SAM's embedding
+        projection = SegTokenToSam if config.seg_projection == "seg_token_to_sam" else TextHiddenFcs
+        self.seg_projection = projection(llm_dim, config.sam_channels)
+        self.processor: LisaProcessor | None = None
+        self._seg_row_hooks: list = []
+        self.post_init()
+
+    # ----- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_parts(cls, vlm: str = "tiny-llava", sam: str = "tiny-sam", vision_source: str = "dual", *,
+                   dtype: str | torch.dtype | None = None, load_in_4bit: bool = False, device: str | None = None,
+                   **config_kwargs) -> "LisaForReasoningSegmentation":
+        """Load the pretrained VLM and SAM (zoo names, directories or hub ids) and add the bridges.
+
+        ``load_in_4bit`` quantizes the LLM only (NF4): CLIP, the projector and ``lm_head`` stay in
+        ``dtype``, as LISA's chat.py keeps its visual modules out of quantization. A 4-bit model is
+        placed by bitsandbytes (GPU 0 when there is one); SAM and the bridges follow it.
+        """
+        from lisalib.zoo import load_sam, load_vlm
+
+        skip = ["vision_tower", "multi_modal_projector", "lm_head"] if load_in_4bit else None
+        vlm_model, vlm_processor = load_vlm(vlm, dtype=dtype, load_in_4bit=load_in_4bit, skip_modules=skip)
+        sam_model, sam_processor = load_sam(sam, dtype=dtype)
+        if load_in_4bit:
+            device = vlm_model.get_input_embeddings().weight.device
+        elif device is not None:
+            vlm_model.to(device)
+        if device is not None:
+            sam_model.to(device)
+        return cls.from_models(vlm_model, sam_model, LisaProcessor(vlm_processor, sam_processor), vision_source,
+                               **config_kwargs)
+
+    @classmethod
+    def from_models(cls, vlm: LlavaForConditionalGeneration, sam: SamModel, processor: LisaProcessor,
+                    vision_source: str = "dual", **config_kwargs) -> "LisaForReasoningSegmentation":
+        """Wrap already-loaded backbones; adds the ``<SEG>`` row to the embeddings if the vocabulary needs it."""
+        rows = vlm.get_input_embeddings().num_embeddings
+        if len(processor.tokenizer) > rows:  # only grow: llava-1.5-hf already has 64 spare rows (32064)
+            # new rows start at the old rows' mean (Hewitt 2021): <SEG> begins as an average token
+            verbosity = transformers_logging.get_verbosity()
+            transformers_logging.set_verbosity_error()  # the resize logs its method at warning level
+            try:
+                vlm.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)
+            finally:
+                transformers_logging.set_verbosity(verbosity)
+        # attn_implementation={} keeps each loaded backbone's attention setting; None would reset them all
+        config = LisaConfig(vlm_config=vlm.config, sam_config=sam.config, vision_source=vision_source,
+                            seg_token_id=processor.seg_token_id, attn_implementation={}, **config_kwargs)
+        model = cls(config, vlm=vlm, sam=sam)
+        model._place_bridges()
+        model.processor = processor
+        return model.eval()
+
+    def _place_bridges(self) -> None:
+        """Put the new (randomly initialised) bridges on the device and in the dtype of what they feed."""
+        sam_param = next(self.sam.mask_decoder.parameters())
+        for name in ("vision_to_sam", "seg_projection"):
+            if hasattr(self, name):
+                getattr(self, name).to(device=sam_param.device, dtype=sam_param.dtype)
+        if hasattr(self, "vision_to_vlm"):
+            projector = next(self.vlm.model.multi_modal_projector.parameters())
+            self.vision_to_vlm.to(device=projector.device, dtype=projector.dtype)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Weights and config as usual, plus the processor (tokenizer with ``<SEG>``) when one is attached."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.processor is not None:
+            self.processor.save_pretrained(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        if LisaProcessor.is_saved_in(pretrained_model_name_or_path):
+            model.processor = LisaProcessor.from_pretrained(pretrained_model_name_or_path)
+        return model
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.vlm.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.vlm.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.vlm.get_output_embeddings()
+
+    # ----- the vision path ---------------------------------------------------------------------------
+    def vision_encoders(self) -> dict[str, nn.Module]:
+        """The image encoders this model holds (a single-pass model holds one)."""
+        encoders = {}
+        if self.vlm.model.vision_tower is not None:
+            encoders["vlm.vision_tower"] = self.vlm.model.vision_tower
+        if self.sam.vision_encoder is not None:
+            encoders["sam.vision_encoder"] = self.sam.vision_encoder
+        return encoders
+
+    def encode_images(self, vlm_pixel_values: torch.Tensor | None = None,
+                      sam_pixel_values: torch.Tensor | None = None) -> ImageFeatures:
+        """Run the vision path of ``config.vision_source``: two encoders for ``dual``, one otherwise."""
+        source = self.config.vision_source
+        if source in ("dual", "vlm"):
+            _require(vlm_pixel_values, "vlm_pixel_values", source)
+            llm_features, patches = self.clip_encode(vlm_pixel_values)
+            if source == "dual":
+                _require(sam_pixel_values, "sam_pixel_values", source)
+                sam_features = self.sam_encode(sam_pixel_values)
+            else:
+                sam_features = self.vision_to_sam(patches)
+        else:
+            _require(sam_pixel_values, "sam_pixel_values", source)
+            sam_features = self.sam_encode(sam_pixel_values)
+            llm_features = self.vlm.model.multi_modal_projector(self.vision_to_vlm(sam_features))
+        return ImageFeatures(llm_features, sam_features)
+
+    def clip_encode(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One CLIP pass: LLM image tokens ``[B, g*g, D_llm]`` and the patch features they came from.
+
+        The patch features ``[B, g*g, D_clip]`` are LLaVA's selected layer without CLS -- exactly what its
+        projector saw -- and what ``vision_to_sam`` reads in the ``vlm`` design.
+        """
+        tower = self.vlm.model.vision_tower
+        clip = self.vlm.model.get_image_features(pixel_values=pixel_values.to(tower.device, tower.dtype),
+                                                 return_dict=True)
+        patches = clip.hidden_states[self.config.vlm_config.vision_feature_layer]
+        if self.config.vlm_config.vision_feature_select_strategy == "default":
+            patches = patches[:, 1:]
+        return torch.stack(list(clip.pooler_output)), patches
+
+    def sam_encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """One pass of SAM's ViT: the image embedding ``[B, C, S, S]`` its mask decoder reads."""
+        encoder = self.sam.vision_encoder
+        return encoder(pixel_values.to(encoder.device, encoder.dtype)).last_hidden_state
+
+    # ----- the language path -------------------------------------------------------------------------
+    def embed_inputs(self, input_ids: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+        """Token embeddings with the image tokens replaced by the image features (as LLaVA does)."""
+        embeds = self.vlm.get_input_embeddings()(input_ids)
+        mask = self.vlm.model.get_placeholder_mask(input_ids, inputs_embeds=embeds, image_features=image_features)
+        return embeds.masked_scatter(mask, image_features.to(embeds.device, embeds.dtype))
+
+    def language_forward(self, inputs_embeds: torch.Tensor,
+                         attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last-layer hidden states (after the final norm, as LISA takes them) and the LM logits."""
+        position_ids = None
+        if attention_mask is not None:  # same positions as generate() uses with left padding
+            position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        out = self.vlm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+                             use_cache=False)
+        hidden = out.last_hidden_state
+        return hidden, self.vlm.lm_head(hidden)
+
+    def select_seg_states(self, input_ids: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states that prompt SAM, one per ``<SEG>``, and the batch row each belongs to."""
+        if self.config.seg_token_id is None:
+            raise ValueError("config.seg_token_id is not set; build the model with from_parts/from_models")
+        rows, cols = (input_ids == self.config.seg_token_id).nonzero(as_tuple=True)
+        if self.config.seg_hidden_state == "preceding":
+            if bool((cols == 0).any()):
+                raise LisaInputError("<SEG> is the first token of a sequence: there is no preceding hidden state")
+            cols = cols - 1
+        return hidden[rows, cols], rows
+
+    # ----- the mask path -----------------------------------------------------------------------------
+    def decode_masks(self, sam_features: torch.Tensor, seg_states: torch.Tensor,
+                     image_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One low-res mask logit map per ``<SEG>``: ``[N, 4S, 4S]``, plus the SAM prompts ``[N, C]``.
+
+        Each ``<SEG>`` prompt is the single sparse token of its own decoder call, with the "no mask"
+        dense embedding and ``multimask_output=False``, as in LISA.
+        """
+        prompts = self.seg_projection(seg_states)
+        count = prompts.shape[0]
+        side = 4 * self.config.sam_grid
+        if count == 0:
+            return sam_features.new_zeros((0, side, side)), prompts
+        embeddings = sam_features[image_index]
+        _, dense = self.sam.prompt_encoder(input_points=None, input_labels=None, input_boxes=None, input_masks=None)
+        positional = self.sam.get_image_wide_positional_embeddings().repeat(count, 1, 1, 1)
+        low_res, _ = self.sam.mask_decoder(
+            image_embeddings=embeddings,
+            image_positional_embeddings=positional,
+            sparse_prompt_embeddings=prompts[:, None, None, :].to(embeddings.dtype),  # [N, 1 prompt, 1 token, C]
+            dense_prompt_embeddings=dense.to(embeddings.dtype),
+            multimask_output=False,
+        )
+        return low_res[:, 0, 0], prompts
+
+    # ----- forward -----------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                vlm_pixel_values: torch.Tensor | None = None, sam_pixel_values: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, gt_masks: Sequence[torch.Tensor] | None = None,
+                original_sizes: torch.Tensor | None = None, reshaped_input_sizes: torch.Tensor | None = None,
+                image_features: ImageFeatures | None = None, vision_source: str | None = None) -> LisaOutput:
+        """Teacher-forced pass: text logits, one mask per ``<SEG>``, and LISA's losses when targets are given.
+
+        ``image_features`` (from :meth:`encode_images`) skips the vision path, e.g. to reuse one encoding
+        across generation and the final pass. ``vision_source`` (set by the processor) guards against a
+        batch prepared for another geometry.
+        """
+        if vision_source is not None and vision_source != self.config.vision_source:
+            raise LisaInputError(f"batch was prepared for vision_source={vision_source!r} but the model is "
+                                 f"{self.config.vision_source!r}; call the processor with the model's source")
+        if input_ids.ndim != 2 or input_ids.shape[0] == 0:
+            raise LisaInputError(f"input_ids must be a non-empty [batch, length] tensor, got {tuple(input_ids.shape)}")
+        input_ids = input_ids.to(self.vlm.get_input_embeddings().weight.device)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(input_ids.device)
+        batch = input_ids.shape[0]
+        features = image_features if image_features is not None else self.encode_images(vlm_pixel_values,
+                                                                                         sam_pixel_values)
+        hidden, logits = self.language_forward(self.embed_inputs(input_ids, features.llm), attention_mask)
+
+        seg_states, image_index = self.select_seg_states(input_ids, hidden)
+        counts = torch.bincount(image_index, minlength=batch).tolist()
+        if gt_masks is not None:
+            if len(gt_masks) != batch:
+                raise LisaInputError(f"{len(gt_masks)} ground-truth mask groups for a batch of {batch}")
+            for i, (n_seg, gt) in enumerate(zip(counts, gt_masks)):
+                if n_seg != gt.shape[0]:
+                    raise LisaInputError(f"sample {i}: {gt.shape[0]} ground-truth mask(s) but {n_seg} <SEG> token(s) "
+                                         "in the teacher-forced text; put one <SEG> in the answer per mask")
+        low_res, prompts = self.decode_masks(features.sam, seg_states, image_index.to(features.sam.device))
+        low_res_groups = list(low_res.split(counts))
+        pred_masks = None
+        if original_sizes is not None and reshaped_input_sizes is not None:
+            pad = self.config.sam_config.vision_config.image_size
+            pred_masks = [postprocess_masks(group, original_sizes[i], reshaped_input_sizes[i], pad)
+                          for i, group in enumerate(low_res_groups)]
+
+        ce = bce = dice = loss = None
+        if labels is not None:
+            ce = self.vlm.loss_function(logits=logits, labels=labels.to(logits.device),
+                                        vocab_size=logits.shape[-1])
+        if gt_masks is not None:
+            if pred_masks is None:
+                raise LisaInputError("gt_masks need original_sizes and reshaped_input_sizes (the processor adds them)")
+            bce, dice = mask_losses(pred_masks, [gt.to(m.device) for gt, m in zip(gt_masks, pred_masks)])
+        if ce is not None or bce is not None:
+            zero = logits.new_zeros(())
+            loss = total_loss(ce if ce is not None else zero, bce if bce is not None else zero,
+                              dice if dice is not None else zero, self.config.loss_weights)
+        return LisaOutput(loss=loss, ce_loss=ce, bce_loss=bce, dice_loss=dice, logits=logits,
+                          low_res_masks=low_res_groups, pred_masks=pred_masks, seg_embeddings=prompts)
+
+    # ----- inference ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def segment(self, images, queries, answers: Sequence[str] | None = None, max_new_tokens: int = 32,
+                mask_threshold: float = 0.0, processor: LisaProcessor | None = None,
+                **generate_kwargs) -> list[SegmentationResult]:
+        """Answer each query about its image; return the text and one mask per ``<SEG>`` at original size.
+
+        Without ``answers`` the model generates (greedy unless ``generate_kwargs`` say otherwise); an answer
+        without ``<SEG>`` gets no mask. With ``answers`` the text is teacher-forced (LISA's validation: one
+        forward with ``"[SEG]."``) and each answer must contain ``<SEG>``. Images are encoded once either way.
+        """
+        processor = processor if processor is not None else self.processor
+        if processor is None:
+            raise ValueError("no processor: build the model with from_parts() or pass processor=LisaProcessor(...)")
+        if processor.seg_token_id != self.config.seg_token_id:
+            raise ValueError(f"processor's <SEG> id {processor.seg_token_id} != model's {self.config.seg_token_id}")
+        source = self.config.vision_source
+        if answers is not None:
+            batch = processor(images, queries, answers=answers, vision_source=source, require_seg=True)
+            batch.pop("labels")
+            out = self(**batch)
+            texts = list(answers) if not isinstance(answers, str) else [answers]
+        else:
+            batch = processor(images, queries, vision_source=source)
+            device = self.vlm.get_input_embeddings().weight.device
+            input_ids, attention_mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            features = self.encode_images(batch.get("vlm_pixel_values"), batch.get("sam_pixel_values"))
+            tokenizer = processor.tokenizer
+            # an <image> token in the answer would be taken for an image slot in the final pass
+            suppress = [processor.image_token_id, *(generate_kwargs.pop("suppress_tokens", None) or [])]
+            new_tokens = self.vlm.generate(inputs_embeds=self.embed_inputs(input_ids, features.llm),
+                                           attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                                           suppress_tokens=suppress,
+                                           **{"do_sample": False, "pad_token_id": tokenizer.pad_token_id,
+                                              "eos_token_id": tokenizer.eos_token_id, **generate_kwargs})
+            valid = _up_to_first(new_tokens, tokenizer.eos_token_id) & (new_tokens != tokenizer.pad_token_id)
+            new_tokens = new_tokens.masked_fill(~valid, tokenizer.pad_token_id)
+            # one more pass over prompt + answer gives every position's last hidden state (LISA re-runs the
+            # sequence too); the image features are reused, so the encoders still ran once
+            out = self(input_ids=torch.cat([input_ids, new_tokens], dim=1),
+                       attention_mask=torch.cat([attention_mask, valid.long()], dim=1),
+                       original_sizes=batch["original_sizes"], reshaped_input_sizes=batch["reshaped_input_sizes"],
+                       image_features=features)
+            texts = [processor.decode(row[keep]) for row, keep in zip(new_tokens, valid)]
+        return [SegmentationResult(text=text, masks=(logits > mask_threshold).cpu().numpy(),
+                                   mask_logits=logits.float().cpu())
+                for text, logits in zip(texts, out.pred_masks)]
+
+    # ----- what trains -------------------------------------------------------------------------------
+    def trainable_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameter groups the projection-training chapter unfreezes.
+
+        ``projections``: the bridges (new, random); ``seg_row``: the input-embedding and ``lm_head``
+        matrices, of which only the ``<SEG>`` row should change (see :meth:`set_trainable`);
+        ``mask_decoder``: SAM's decoder (LISA trains it fully); ``lora``: peft adapters, if any were injected;
+        ``llm``: the whole language model (an ablation, not LISA's recipe).
+        """
+        bridges = [getattr(self, name) for name in ("vision_to_sam", "vision_to_vlm", "seg_projection")
+                   if hasattr(self, name)]
+        return {
+            "projections": [p for module in bridges for p in module.parameters()],
+            "seg_row": [self.vlm.get_input_embeddings().weight, self.vlm.get_output_embeddings().weight],
+            "mask_decoder": list(self.sam.mask_decoder.parameters()),
+            "lora": [p for name, p in self.named_parameters() if "lora_" in name],
+            # not a LISA group: the whole LLM, for the ablation "what if the language backbone were not frozen"
+            "llm": [p for name, p in self.vlm.model.language_model.named_parameters() if "lora_" not in name],
+        }
+
+    def set_trainable(self, groups: Sequence[str] = DEFAULT_TRAINABLE) -> dict[str, int]:
+        """Freeze everything, then unfreeze ``groups``; returns trainable parameter counts per group.
+
+        For ``seg_row`` a gradient hook zeroes every row but ``<SEG>``'s, so the optimizer sees gradient
+        only there (use weight_decay=0 for that group, or decay would still move the other rows).
+        """
+        unknown = set(groups) - set(TRAINABLE_GROUPS)
+        if unknown:
+            raise ValueError(f"unknown trainable group(s) {sorted(unknown)}; choose from {TRAINABLE_GROUPS}")
+        for handle in self._seg_row_hooks:
+            handle.remove()
+        self._seg_row_hooks = []
+        self.requires_grad_(False)
+        available = self.trainable_groups()
+        if "lora" in groups and not available["lora"]:
+            raise ValueError("trainable group 'lora' asked for, but the model has no LoRA adapters "
+                             "(inject them first, e.g. lisalib.lisa.train.add_lora)")
+        counts = {}
+        for group in groups:
+            for param in available[group]:
+                param.requires_grad_(True)
+            counts[group] = sum(p.numel() for p in available[group])
+        if "seg_row" in groups:
+            for weight in available["seg_row"]:
+                row_mask = torch.zeros_like(weight[:, :1])
+                row_mask[self.config.seg_token_id] = 1
+                self._seg_row_hooks.append(weight.register_hook(lambda grad, m=row_mask: grad * m))
+            counts["seg_row"] = sum(w.shape[1] for w in available["seg_row"])
+        return counts
+
+
+@contextmanager
+def count_vision_passes(model: LisaForReasoningSegmentation) -> Iterator[Counter]:
+    """Count forward calls of each image encoder while the block runs (the single-pass proof).
+
+    >>> with count_vision_passes(model) as calls:
+    ...     model(**batch)
+    >>> calls.total()   # 2 for "dual", 1 for "vlm" and "sam"
+    """
+    calls: Counter = Counter({name: 0 for name in model.vision_encoders()})
+    handles = [module.register_forward_hook(lambda *_, name=name: calls.update([name]))
+               for name, module in model.vision_encoders().items()]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _require(value, name: str, source: str) -> None:
+    if value is None:
+        raise LisaInputError(f"vision_source={source!r} needs {name}; build the batch with LisaProcessor")
+
+
+def _up_to_first(tokens: torch.Tensor, token_id: int) -> torch.Tensor:
+    """True up to and including the first ``token_id`` of each row (generation stops there)."""
+    hit = (tokens == token_id).long()
+    return (hit.cumsum(dim=1) - hit) == 0

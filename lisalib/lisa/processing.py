@@ -1,0 +1,213 @@
+"""Turn images, questions, answers and masks into the tensors a LISA model takes.
+
+One object pairs the VLM's processor (text + CLIP pixels) with SAM's processor (SAM pixels and the
+resize/pad geometry needed to bring masks back to the original image). It owns the ``<SEG>`` token: it
+adds it to the tokenizer, builds teacher-forcing labels, and refuses a training sample whose answer does
+not contain one ``<SEG>`` per ground-truth mask.
+
+The three vision sources see the image in different geometries:
+
+- ``dual`` (LISA): CLIP gets its processor's view (shortest edge resized, centre crop), SAM gets its own
+  (longest edge resized, zero-padded bottom/right to a square). Each head reads its own encoder.
+- ``vlm``: SAM's mask decoder reads CLIP's patch grid, so CLIP must see the same frame SAM's masks live
+  in: the image is first padded bottom/right to a square (with CLIP's mean colour, as LLaVA-1.5's
+  ``pad`` mode does), which CLIP then resizes without cropping. No SAM pixels are produced.
+- ``sam``: only SAM pixels are produced; the LLM's image tokens come from SAM's embedding.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AddedToken, LlavaProcessor, SamProcessor
+
+from lisalib.constants import LABEL_IGNORE_INDEX, SEG_TOKEN
+from lisalib.images import ensure_rgb
+from lisalib.constants import chat_prompt
+
+VISION_SOURCES = ("dual", "vlm", "sam")
+_CONFIG_NAME = "lisa_processor.json"
+
+
+class LisaInputError(ValueError):
+    """Raised for a batch that cannot be processed as asked (empty, mismatched lengths, missing <SEG>)."""
+
+
+def pad_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
+    """Pad bottom/right to a square, as SAM does, so that a CLIP grid covers SAM's frame exactly."""
+    side = max(image.size)
+    if image.width == image.height:
+        return image
+    canvas = Image.new("RGB", (side, side), fill)
+    canvas.paste(image, (0, 0))
+    return canvas
+
+
+class LisaProcessor:
+    """The VLM processor and the SAM processor, plus ``<SEG>``. See the module docstring for geometries."""
+
+    def __init__(self, vlm_processor: LlavaProcessor, sam_processor: SamProcessor, seg_token: str = SEG_TOKEN):
+        self.vlm_processor = vlm_processor
+        self.sam_processor = sam_processor
+        self.tokenizer = vlm_processor.tokenizer
+        self.seg_token = seg_token
+        if seg_token not in self.tokenizer.get_vocab():
+            # a plain added token (not "special"), matched before the word splitter and kept by decode(),
+            # so answers read "... <SEG> ." exactly as the model produced them
+            self.tokenizer.add_tokens([AddedToken(seg_token, normalized=False, special=False)])
+
+    # ----- identity ----------------------------------------------------------------------------------
+    @property
+    def seg_token_id(self) -> int:
+        # convert_tokens_to_ids, not tokenizer(seg_token): SentencePiece may prepend a space piece (LISA #55)
+        return self.tokenizer.convert_tokens_to_ids(self.seg_token)
+
+    @property
+    def image_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.vlm_processor.image_token)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        directory = Path(directory)
+        self.vlm_processor.save_pretrained(directory / "vlm_processor")
+        self.sam_processor.save_pretrained(directory / "sam_processor")
+        (directory / _CONFIG_NAME).write_text(json.dumps({"seg_token": self.seg_token}, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "LisaProcessor":
+        directory = Path(directory)
+        settings = json.loads((directory / _CONFIG_NAME).read_text())
+        return cls(LlavaProcessor.from_pretrained(directory / "vlm_processor"),
+                   SamProcessor.from_pretrained(directory / "sam_processor"), seg_token=settings["seg_token"])
+
+    @staticmethod
+    def is_saved_in(directory: str | os.PathLike) -> bool:
+        return (Path(directory) / _CONFIG_NAME).is_file()
+
+    # ----- batches -----------------------------------------------------------------------------------
+    def __call__(self, images, queries, answers: Sequence[str] | None = None, masks=None,
+                 vision_source: str = "dual", require_seg: bool = False) -> dict:
+        """Batch for :meth:`LisaForReasoningSegmentation.forward` (answers given) or ``segment`` (not).
+
+        ``images``: PIL images or uint8 arrays (one per sample); ``queries``: the user's questions, wrapped
+        in LLaVA-1.5's template here. ``answers``: teacher-forced replies; the labels then cover the answer
+        and ``</s>``. ``masks``: per sample an ``[n, H, W]`` (or ``[H, W]``) array at the image's size, one
+        per ``<SEG>`` in the answer. ``require_seg``: every answer must contain a ``<SEG>``.
+        """
+        images, queries = _as_list(images), _as_list(queries)
+        if len(images) == 0:
+            raise LisaInputError("empty batch: give at least one image and one query")
+        if len(images) != len(queries):
+            raise LisaInputError(f"{len(images)} images but {len(queries)} queries; give one query per image")
+        if vision_source not in VISION_SOURCES:
+            raise LisaInputError(f"vision_source must be one of {VISION_SOURCES}, got {vision_source!r}")
+        images = [ensure_rgb(image) for image in images]
+        prompts = [chat_prompt(query) for query in queries]
+        if answers is not None:
+            answers = _as_list(answers)
+            if len(answers) != len(images):
+                raise LisaInputError(f"{len(images)} images but {len(answers)} answers")
+        elif masks is not None:
+            raise LisaInputError("masks need teacher-forced answers containing <SEG>; pass answers=[...]")
+        gt_masks = self._check_masks(images, answers, masks, require_seg) if answers is not None else None
+
+        texts = prompts if answers is None else [f"{p} {a}{self.tokenizer.eos_token}" for p, a in zip(prompts, answers)]
+        clip_views = images
+        if vision_source == "vlm":
+            fill = tuple(int(round(255 * m)) for m in self.vlm_processor.image_processor.image_mean)
+            clip_views = [pad_to_square(image, fill) for image in images]
+        text_batch = self.vlm_processor(images=clip_views, text=texts, padding=True, return_tensors="pt")
+        sam_batch = self.sam_processor(images=images, return_tensors="pt")
+
+        batch = {
+            "input_ids": text_batch["input_ids"],
+            "attention_mask": text_batch["attention_mask"],
+            "original_sizes": sam_batch["original_sizes"],
+            "reshaped_input_sizes": sam_batch["reshaped_input_sizes"],
+            "vision_source": vision_source,
+        }
+        if vision_source in ("dual", "vlm"):
+            batch["vlm_pixel_values"] = text_batch["pixel_values"]
+        if vision_source in ("dual", "sam"):
+            batch["sam_pixel_values"] = sam_batch["pixel_values"]
+        if answers is not None:
+            batch["labels"] = self._labels(batch["input_ids"], batch["attention_mask"], prompts)
+        if gt_masks is not None:
+            batch["gt_masks"] = gt_masks
+        return batch
+
+    def _check_masks(self, images, answers, masks, require_seg) -> list[torch.Tensor] | None:
+        seg_counts = [answer.count(self.seg_token) for answer in answers]
+        if require_seg:
+            missing = [i for i, n in enumerate(seg_counts) if n == 0]
+            if missing:
+                raise LisaInputError(
+                    f"teacher-forced answer(s) {missing} contain no {self.seg_token}: the mask decoder is prompted "
+                    f"by the {self.seg_token} token's hidden state, so a forced answer must contain it "
+                    f"(e.g. {answers[missing[0]]!r} -> '{self.seg_token} .')"
+                )
+        if masks is None:
+            return None
+        masks = _as_list(masks)
+        if len(masks) != len(images):
+            raise LisaInputError(f"{len(images)} images but {len(masks)} mask groups; give one group per image")
+        result = []
+        for i, (image, group, n_seg) in enumerate(zip(images, masks, seg_counts)):
+            group = torch.as_tensor(np.asarray(group) if not torch.is_tensor(group) else group)
+            if group.ndim == 2:
+                group = group[None]
+            if group.ndim != 3 or tuple(group.shape[1:]) != (image.height, image.width):
+                raise LisaInputError(
+                    f"sample {i}: masks must be [n, H, W] at the image size {image.height}x{image.width}, "
+                    f"got {tuple(group.shape)}"
+                )
+            if group.shape[0] != n_seg:
+                raise LisaInputError(
+                    f"sample {i}: {group.shape[0]} ground-truth mask(s) but {n_seg} {self.seg_token} token(s) in "
+                    f"the answer {answers[i]!r}; each mask is predicted from one {self.seg_token}"
+                )
+            # LISA trains on mask == 1: an "ignore" value such as 255 counts as background
+            result.append(group.float() if group.dtype == torch.bool else (group == 1).float())
+        return result
+
+    def _labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """Copy of input_ids with prompt, image and padding tokens set to -100: loss only on the answer."""
+        labels = input_ids.clone()
+        labels[attention_mask == 0] = LABEL_IGNORE_INDEX
+        for row, prompt in enumerate(prompts):
+            prompt_ids = self.tokenizer(prompt).input_ids
+            n_images = prompt_ids.count(self.image_token_id)
+            real = attention_mask[row].nonzero().flatten()
+            n_image_tokens = int((input_ids[row] == self.image_token_id).sum())
+            n_prompt = len(prompt_ids) + n_image_tokens - n_images
+            prompt_part = input_ids[row, real[:n_prompt]]
+            expected = _expand_image_tokens(prompt_ids, self.image_token_id, n_image_tokens // max(n_images, 1))
+            if prompt_part.tolist() != expected:
+                raise LisaInputError(
+                    f"sample {row}: the tokenizer merges the end of the prompt with the answer, so the answer's "
+                    "tokens cannot be labelled; start the answer with a space-separated word"
+                )
+            labels[row, real[:n_prompt]] = LABEL_IGNORE_INDEX
+        return labels
+
+    # ----- text --------------------------------------------------------------------------------------
+    def decode(self, token_ids: torch.Tensor) -> str:
+        """Generated ids to text; <SEG> stays visible, </s> and padding do not."""
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+
+
+def _as_list(value) -> list:
+    if isinstance(value, (str, Image.Image, np.ndarray)) or torch.is_tensor(value):
+        return [value]
+    return list(value)
+
+
+def _expand_image_tokens(ids: list[int], image_token_id: int, count: int) -> list[int]:
+    out: list[int] = []
+    for token in ids:
+        out.extend([token] * count if token == image_token_id else [token])
+    return out
