@@ -49,3 +49,33 @@ def check_groups(groups) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown trainable group(s) {unknown}; choose from {', '.join(TRAINABLE_GROUPS)}")
     return groups
+
+
+SEG_ROW_MODULES = ("embed_tokens", "lm_head")  # the <SEG> row must be read (input) and written (output)
+
+
+def seg_row_config(token_id: int):
+    """peft trainable tokens for the ``<SEG>`` row of the input embeddings and of ``lm_head``: gradients
+    and optimizer state exist for those two rows only (not for the whole 32k x 4096 matrices)."""
+    from peft import TrainableTokensConfig
+
+    return TrainableTokensConfig(target_modules=list(SEG_ROW_MODULES), token_indices=[int(token_id)])
+
+
+def lora_config(lora: LoraDefaults = LORA_DEFAULTS, scope: str = "", seg_token_id: int | None = None,
+                targets: tuple[str, ...] | None = None):
+    """peft's ``LoraConfig`` for ``lora`` on modules named ``targets`` under the regex prefix ``scope`` (a
+    VLM's language model, not its vision tower); with ``seg_token_id`` the ``<SEG>`` rows train alongside as
+    trainable tokens, exactly as :func:`seg_row_config` trains them without LoRA."""
+    import re
+
+    from peft import LoraConfig
+
+    targets = tuple(targets or lora.targets)
+    if not targets or any(not re.fullmatch(r"[A-Za-z0-9_]+", t) for t in targets):
+        raise ValueError(f"LoRA targets must be module names like q_proj, got {list(targets)}")
+    alternatives = "|".join(targets)
+    pattern = rf"{scope}\..*\.({alternatives})" if scope else rf"(.*\.)?({alternatives})"
+    tokens = {"trainable_token_indices": {m: [int(seg_token_id)] for m in SEG_ROW_MODULES}} if seg_token_id is not None else {}
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=pattern,
+                      bias="none", **tokens)
