@@ -32,8 +32,60 @@ def format_table(rows: Sequence[Sequence], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+class _DropOptionalKernelNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward")
+
+
 def quiet_bitsandbytes() -> None:
-    """bitsandbytes logs "Failed to load CPU gemm_4bit_forward from kernels-community" at import on a machine
-    without network: it tries to fetch an optional CPU kernel from the hub and falls back to its own. The
-    fallback is what every CPU run here uses, so the line is noise; keep its errors, drop that warning."""
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    """Drop one bitsandbytes line that every run here printed at import: on a CPU with AVX512-BF16 it tries
+    to fetch an optional 4-bit kernel from the hub ("kernels-community") and, offline or without the
+    ``kernels`` package, logs "Failed to load CPU gemm_4bit_forward" before falling back to its own CPU
+    kernel -- the one every CPU run of this project uses. Only that message is dropped; other
+    bitsandbytes warnings still show."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _DropOptionalKernelNotice) for f in logger.filters):
+        logger.addFilter(_DropOptionalKernelNotice())
+
+
+def _parser_class():
+    from transformers import HfArgumentParser
+
+    class UnderscoreArgumentParser(HfArgumentParser):
+        """``HfArgumentParser`` without the ``--dashed-alias`` it adds to every ``--under_scored`` flag:
+        one flag style across every CLI, the seed design's (``--vlm_name``)."""
+
+        def _add_dataclass_arguments(self, dtype):
+            super()._add_dataclass_arguments(dtype)
+            for action in self._actions:
+                dashed = [o for o in action.option_strings if o.startswith("--") and "-" in o[2:]]
+                for option in dashed:
+                    self._option_string_actions.pop(option, None)
+                    action.option_strings.remove(option)
+
+    return UnderscoreArgumentParser
+
+
+def dataclass_parser(dataclass_types, prog: str, description: str | None = None, **kwargs):
+    """An argument parser for dataclasses: every field is a ``--field_name`` flag whose help is the field's
+    ``metadata["help"]`` (other metadata keys go to ``add_argument``, e.g. ``"action": "extend"``); the
+    module docstring (``description``) is shown as written."""
+    import argparse
+
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        """The docstring as written, each flag's default after its help."""
+
+    return _parser_class()(dataclass_types, prog=prog, description=description, formatter_class=Formatter, **kwargs)
+
+
+def add_dataclass_subparsers(parser, dest: str = "command"):
+    """``parser.add_subparsers`` whose ``add_parser(name, dataclass_types=...)`` builds dataclass parsers."""
+    return parser.add_subparsers(dest=dest, required=True, parser_class=_parser_class())
+
+
+def from_namespace(dataclass_type, namespace):
+    """The dataclass instance named by an argparse namespace's matching attributes (extra ones ignored)."""
+    from dataclasses import fields
+
+    return dataclass_type(**{f.name: getattr(namespace, f.name) for f in fields(dataclass_type) if f.init
+                             and hasattr(namespace, f.name)})

@@ -32,8 +32,11 @@ def test_environment_overrides_hardware(monkeypatch):
 @pytest.mark.parametrize("bad", ["small", "", "gpu", "tiny-llava"])
 def test_bad_profile_name(monkeypatch, bad):
     if bad == "":
-        monkeypatch.setenv(PROFILE_ENV, "")  # empty counts as unset
-        assert resolve_profile_name() in ("tiny", "real")
+        monkeypatch.setenv(PROFILE_ENV, "")  # empty counts as unset: the hardware decides
+        monkeypatch.setattr("lisalib.profile._cuda_available", lambda: False)
+        assert resolve_profile_name() == "tiny"
+        monkeypatch.setattr("lisalib.profile._cuda_available", lambda: True)
+        assert resolve_profile_name() == "real"
         return
     with pytest.raises(ProfileError, match="tiny, real"):
         get_profile(bad)

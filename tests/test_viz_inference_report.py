@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ from lisalib.notebook.report import REPORT_ENV, read_records, record
 from lisalib.notebook.main_job import discover, summary_markdown
 from lisalib.world.scenes import generate_scene
 from lisalib.notebook.viz import overlay_masks, show_gallery
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def test_overlay_blends_only_inside_the_mask():
@@ -65,11 +68,34 @@ def test_summary_lists_status_and_figures():
 
 
 def test_discover_finds_numbered_notebooks_in_order():
-    found = discover()
+    found = discover(NOTEBOOKS)
     assert found and [p.name for p in found] == sorted(p.name for p in found)
     assert found[0].name.startswith("00_")
+    assert [p.name for p in discover(NOTEBOOKS, only=["01"])] == ["01_parameter_accounting.ipynb"]
     with pytest.raises(SystemExit):
-        discover(only=["99"])
+        discover(NOTEBOOKS, only=["99"])
+
+
+def test_main_job_takes_the_notebook_folder_from_the_command_line(tmp_path, monkeypatch, capfd):
+    """No editable install needed: the folder is an argument (default ./notebooks), and the kernels talk over
+    Unix sockets, so none warns "Kernel is running over TCP without encryption"."""
+    import nbformat
+
+    from lisalib.notebook.main_job import main
+
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]), folder / "00_one.ipynb")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--notebooks", str(folder), "--out", "out"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["notebook"] for r in summary] == ["00_one.ipynb"] and summary[0]["ok"]
+    executed = nbformat.read(tmp_path / "out" / "notebooks" / "00_one.ipynb", as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "42\n"
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.err + captured.out
+    with pytest.raises(SystemExit):  # ./notebooks does not exist here
+        main(["--out", "out2"])
 
 
 def test_runner_executes_a_notebook_and_collects_its_figures(tmp_path, monkeypatch):

@@ -10,24 +10,40 @@ run keeps what it finished.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from lisalib.cli import dataclass_parser
 
 NOTEBOOK_DIR = Path("notebooks")  # relative to where the job is started (the repository root), not to the package
 
 
 def discover(notebook_dir: Path = NOTEBOOK_DIR, only: list[str] | None = None) -> list[Path]:
     """Numbered notebooks ``NN_name.ipynb`` in order, optionally only those whose number or name matches."""
-    found = sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(p for p in Path(notebook_dir).glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise SystemExit(f"no NN_name.ipynb notebooks in {Path(notebook_dir).resolve()}; "
+                         "run from the repository root or pass --notebooks DIR")
     if only:
         found = [p for p in found if any(p.stem == o or p.stem.startswith(o) for o in only)]
         if not found:
             raise SystemExit(f"no notebook matches {only} in {notebook_dir}")
     return found
+
+
+def local_kernel():
+    """A kernel manager talking over Unix sockets in a fresh temporary folder: the job never leaves this
+    machine, and over TCP every kernel warns "Kernel is running over TCP without encryption" at start."""
+    from jupyter_client.manager import KernelManager
+
+    folder = tempfile.mkdtemp(prefix="lisalib-kernel-")  # short path: Unix socket names are limited to ~100 bytes
+    return KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(folder, "kernel"))
 
 
 def execute(notebook: Path, out_dir: Path, profile: str, timeout: int = 900) -> dict:
@@ -46,7 +62,8 @@ def execute(notebook: Path, out_dir: Path, profile: str, timeout: int = 900) -> 
     os.environ[REPORT_ENV] = str(records_path)
     os.environ["LISALIB_PROFILE"] = profile
     nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    km = local_kernel()
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", km=km,
                             resources={"metadata": {"path": str(notebook.parent)}})
     start = time.perf_counter()
     error = None
@@ -55,6 +72,10 @@ def execute(notebook: Path, out_dir: Path, profile: str, timeout: int = 900) -> 
     except CellExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}"
     finally:
+        if km.has_kernel:  # a kernel manager handed to nbclient is ours to stop
+            km.shutdown_kernel(now=True)
+        km.cleanup_resources()
+        shutil.rmtree(os.path.dirname(km.ip), ignore_errors=True)
         for key, value in env_before.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -82,16 +103,19 @@ def summary_markdown(results: list[dict], profile: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class MainJobArgs:
+    notebooks: str = field(default=str(NOTEBOOK_DIR), metadata={"help": "folder holding the NN_name.ipynb files"})
+    out: str = field(default="outputs", metadata={"help": "folder for executed copies and the summary"})
+    only: list[str] | None = field(default=None, metadata={"help": "notebook numbers or names to run (default: all)"})
+    profile: str = field(default_factory=lambda: os.environ.get("LISALIB_PROFILE", "tiny"),
+                         metadata={"help": "tiny (offline, CPU) or real (hub models)", "choices": ["tiny", "real"]})
+    timeout: int = field(default=900, metadata={"help": "seconds allowed per cell"})
+    json: bool = field(default=False, metadata={"help": "print the summary as JSON"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lisalib.notebook", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--notebooks", default=str(NOTEBOOK_DIR), help="folder holding the NN_name.ipynb files")
-    parser.add_argument("--out", default="outputs", help="folder for executed copies and the summary")
-    parser.add_argument("--only", nargs="*", help="notebook numbers or names to run (default: all)")
-    parser.add_argument("--profile", default=os.environ.get("LISALIB_PROFILE", "tiny"), choices=["tiny", "real"])
-    parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = parser.parse_args(argv)
+    (args,) = dataclass_parser(MainJobArgs, "python -m lisalib.notebook", __doc__).parse_args_into_dataclasses(argv)
 
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1" if args.profile == "tiny" else "0")

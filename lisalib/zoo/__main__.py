@@ -11,40 +11,50 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 
+from lisalib.cli import add_dataclass_subparsers, from_namespace
 from lisalib.zoo import BACKBONES_DIR, ZOO_MODELS, ZooError, load_sam, load_vlm
+
+
+@dataclass
+class ZooArgs:
+    """Arguments of ``build`` and ``eval``."""
+
+    only: list[str] | None = field(default=None, metadata={"help": "limit to these models (repeatable)",
+                                                           "choices": sorted(ZOO_MODELS), "action": "extend"})
+    json: bool = field(default=False, metadata={"help": "print the results as one JSON object"})
+    samples: int = field(default=200, metadata={"help": "held-out scenes to evaluate on (eval only)"})
+    recipe: list[str] | None = field(default=None, metadata={
+        "help": "KEY=VALUE overrides of a recipe field, repeatable (build only; needs one --only and --out_dir)",
+        "action": "extend"})
+    out_dir: str | None = field(default=None, metadata={"help": "save there instead of the package zoo (build only)"})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lisalib.zoo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = add_dataclass_subparsers(parser)
     for command, text in (("build", "pretrain and save zoo models"), ("eval", "measure shipped zoo models")):
-        p = sub.add_parser(command, help=text)
-        p.add_argument("--only", choices=sorted(ZOO_MODELS), action="append", help="limit to this model (repeatable)")
-        p.add_argument("--json", action="store_true", help="print the results as one JSON object")
-        p.add_argument("--samples", type=int, default=200, help="held-out scenes to evaluate on (eval only)")
-    build_parser = sub.choices["build"]
-    build_parser.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE",
-                              help="override a recipe field (repeatable; needs one --only and --out_dir)")
-    build_parser.add_argument("--out_dir", help="save there instead of the package zoo")
-    sub.add_parser("list", help="list zoo models")
-    args = parser.parse_args(argv)
+        sub.add_parser(command, help=text, dataclass_types=ZooArgs)
+    sub.add_parser("list", help="list zoo models", dataclass_types=[])
+    namespace = parser.parse_args(argv)
 
-    if args.command == "list":
+    if namespace.command == "list":
         for name, family in ZOO_MODELS.items():
             built = (BACKBONES_DIR / name / "config.json").is_file()
             print(f"{name:12s} {family:4s} {'built' if built else 'not built'}  {BACKBONES_DIR / name}")
         return 0
+    args = from_namespace(ZooArgs, namespace)
     names = args.only or list(ZOO_MODELS)
     overrides = {}
-    if args.command == "build" and (args.recipe or args.out_dir):
+    if namespace.command == "build" and (args.recipe or args.out_dir):
         if len(names) != 1 or not args.out_dir:
             parser.error("--recipe and --out_dir need exactly one --only NAME and an --out_dir")
-        overrides = recipe_overrides(names[0], args.recipe)
+        overrides = recipe_overrides(names[0], args.recipe or [])
     results = {}
     for name in names:
-        if args.command == "build":
+        if namespace.command == "build":
             from lisalib.zoo.build import build
 
             results[name] = build(name, out_dir=args.out_dir, progress=not args.json, **overrides)

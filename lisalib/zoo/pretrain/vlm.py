@@ -16,10 +16,9 @@ from tqdm.auto import tqdm
 from transformers import (CLIPImageProcessorPil, LlavaForConditionalGeneration, LlavaProcessor,
                           get_cosine_schedule_with_warmup)
 
-from lisalib.constants import FOLLOW_UP_PROMPT, IMAGE_TOKEN, LABEL_IGNORE_INDEX
+from lisalib.constants import FOLLOW_UP_PROMPT, IMAGE_TOKEN, LABEL_IGNORE_INDEX, chat_prompt
 from lisalib.zoo.inference import answer_questions
-from lisalib.constants import chat_prompt
-from lisalib.world.scenes import CAPTION_QUESTION, COLOURS, SHAPE_KINDS, Scene, generate_scenes, vocabulary
+from lisalib.world import CAPTION_QUESTION, COLOURS, SHAPE_KINDS, Scene, generate_scenes, vocabulary
 from lisalib.training.steps import take_step
 from lisalib.zoo.configs import TINY_IMAGE_SIZE, TINY_VLM_PATCH, tiny_llava_config
 from lisalib.zoo.tokenizer import build_word_tokenizer
@@ -39,17 +38,8 @@ class VlmRecipe:
     covering object, plus each object's kind from its pooled patches); stage 2 is LLaVA-style
     instruction tuning of the projector and language model on multi-turn conversations (each turn
     isolated from the others, see ``collate_conversations``), with every ``grounding_every``-th step a
-    batch of single-turn position questions if asked for.
-
-    Measured held-out (200 scenes, 1,343 questions; qa / position / colour / exists):
-    CLIP's position init, plain conversations, 1,200 stage-2 steps: 0.680 / 0.126 / 0.632 / 0.805;
-    ``position_std=2`` + ``isolated_turns``, 1,200 stage-2 steps: 0.738 / 0.395 / 0.697 / 0.843;
-    the same, 2,000 stage-2 steps: 0.813 / 0.808 / 0.741 / 0.860;
-    the same with ``vision_steps=3000`` (these defaults): 0.924 / 0.970 / 0.935 / 0.960.
-
-    The last step is stage 1's: its heads, read on 500 held-out scenes, were the ceiling of the answers.
-    vision_steps 1,200 / 3,000 / 3,000 with 12,000 train scenes: patch kind 0.587 / 0.847 / 0.881,
-    object kind 0.840 / 0.922 / 0.929, count 0.784 / 0.844 / 0.874, patch column 0.916 / 0.937 / 0.944.
+    batch of single-turn position questions if asked for. What each default bought, measured, is in
+    docs/results.md.
     """
 
     train_scenes: int = 4000
@@ -79,10 +69,7 @@ def build_tiny_llava(seed: int = 0, position_std: float | None = None
 
     ``position_std`` re-draws the vision tower's position embeddings at that scale. CLIP's default
     (std 0.02) is about 1/50 of a patch embedding (std 0.9), fine for hundreds of thousands of steps
-    but not for this budget: with it, a linear probe read a patch's own column from the built image
-    tokens at 0.17 (chance 0.125) and its shape's column third at 0.42 (chance 0.33). With std 2 (the
-    recipe's default) the tower learns its own column in 20 steps and, after stage 1, the image tokens
-    give the shape's column/row third at 0.91/0.90.
+    but not for this budget: the image tokens then carry almost no position (docs/results.md).
     """
     torch.manual_seed(seed)
     tokenizer = build_word_tokenizer(vocabulary())
@@ -261,8 +248,8 @@ def pretrain_vision_tower(model: LlavaForConditionalGeneration, scenes: list[Sce
     output on the tower's ``vision_feature_layer``).
 
     Supervising the projector too (as LLaVA's stage 1 aligns its projector) means stage 2 starts from
-    image tokens in which the facts are already readable. With heads on the tower alone, held-out qa
-    was 0.634, against 0.690 with this (both with CLIP's position init and conversation turns).
+    image tokens in which the facts are already readable (heads on the tower alone did worse:
+    docs/results.md).
 
     Linear heads predict each patch's colour, shape kind and position (column and row third of the
     covering object's centre), each object's kind from its coverage-weighted mean patch feature, and
@@ -339,8 +326,7 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
     """Train tiny-llava from scratch; returns (model, processor, stage-2 loss history).
 
     Stage 1 trains the vision tower and the projector on dense patch labels. Stage 2 freezes the tower,
-    as LLaVA freezes CLIP, and trains the projector (unless ``train_projector`` is off: held-out qa 0.514
-    against 0.690 with it, in the earlier recipe) and the language model on multi-turn conversations about
+    as LLaVA freezes CLIP, and trains the projector (unless ``train_projector`` is off) and the language model on multi-turn conversations about
     each scene (captions, questions and reasoning queries), packed as isolated turns unless
     ``isolated_turns`` is off, with single-turn grounding batches if ``grounding_every``.
     """
@@ -390,12 +376,9 @@ def pretrain_vlm(recipe: VlmRecipe = VlmRecipe(), progress: bool = True):
 def grounding_turns(triples: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
     """A scene's "where is the <name>?" questions, the single-turn grounding data of stage 2.
 
-    With ``position_std=2`` the image tokens carry each shape's third (linear probe 0.9), yet mixed into
-    plain conversations position answers stayed at chance (0.11 held out after 1,200 steps). Batches of
-    their own (``grounding_every=3``), as LLaVA-1.5 mixes region-level data into instruction tuning,
-    raised position to 0.55 but broke yes/no answers (qa 0.638). ``isolated_turns`` does better without
-    them (position 0.81, qa 0.81 on the 1,200-step stage 1; 0.97 and 0.92 on the default 3,000), so they are
-    off by default.
+    Batches of their own (``grounding_every``), as LLaVA-1.5 mixes region-level data into instruction
+    tuning, are off by default: ``isolated_turns`` teaches position better without them and they broke
+    yes/no answers (docs/results.md).
     """
     return [(question, answer) for kind, question, answer in triples if kind == "position"]
 
