@@ -170,7 +170,9 @@ if profile.name == "tiny":
 # image's own size.
 
 # %%
-from lisalib.zoo.inference import centre_point, segment_from_points
+from lisalib.reasonseg.masks import centre_point
+from lisalib.reasonseg.metrics import sample_iou
+from lisalib.zoo.inference import segment_from_points
 from lisalib.notebook.viz import show_overlay
 
 sam, sam_processor = load_sam(profile.sam, dtype=profile.dtype,
@@ -178,7 +180,7 @@ sam, sam_processor = load_sam(profile.sam, dtype=profile.dtype,
 visible = scene.visible_masks()
 points = [centre_point(m) for m in visible]
 predicted_masks = segment_from_points(sam, sam_processor, scene.render(), points)
-ious = [(p & t).sum() / (p | t).sum() for p, t in zip(predicted_masks, visible)]
+ious = [sample_iou(p, t) for p, t in zip(predicted_masks, visible)]
 
 fig, axes = plt.subplots(1, 2, figsize=(7, 3.5))
 show_overlay(scene.render(), visible, "ground truth (visible parts)", ax=axes[0])

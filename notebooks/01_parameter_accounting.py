@@ -191,7 +191,7 @@ _ = record("Modified LISA 7B parameters reported after NF4 loading", lisa4.total
 # %%
 # NBVAL_CHECK_OUTPUT
 steps = acc.explain_design_doc_4bit("modified-lisa-7b", input_embedding_rows=32003,
-                                    lora=acc.LoraSettings(r=8, alpha=16))
+                                    lora=acc.LoraDefaults(r=8, alpha=16))
 print(acc.format_table(steps, ["step", "change", "running total"]))
 assert steps[0][2] == lisa4.total and steps[-1][2] == 3_718_518_320
 
@@ -315,9 +315,11 @@ for f in footprints:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-lora = acc.LoraSettings(r=16, alpha=32)
+# the seed design's LoRA, r=16, alpha=32 (LISA's, the default, is r=8, alpha=16); without dropout, whose masks
+# would add to the activations measured below
+lora = acc.LoraDefaults(r=16, alpha=32, dropout=0.0)
 trainables = {mode: acc.trainable_parameters("modified-lisa-7b", mode, lora) for mode in acc.LISA_MODES}
-print(acc.format_table([(m, t.trainable, t.percent, acc.MODES[m]) for m, t in trainables.items()],
+print(acc.format_table([(m, t.trainable, t.percent, acc.describe_mode(m)) for m, t in trainables.items()],
                        ["mode", "trainable", "% of all", "what trains"]))
 for label, count in trainables["decoder"].components.items():
     print(f"  decoder mode: {label:32s} {count:>12,}")
@@ -333,10 +335,10 @@ _ = record("Trainable, projections + <SEG> + LoRA r16 q,v + mask decoder", train
 
 # %%
 # NBVAL_CHECK_OUTPUT
-llava_lm = acc.trainable_parameters("llava-1.5-7b", "lora", acc.LoraSettings(r=16, alpha=32))
-llava_everywhere = acc.trainable_parameters("llava-1.5-7b", "lora", acc.LoraSettings(r=16, alpha=32, scope=""))
-clip_b = acc.trainable_parameters("clip-vit-base-patch16", "lora", acc.LoraSettings(r=16, alpha=32, scope="vision_model"))
-qwen = acc.trainable_parameters("qwen3-0.6b-base", "lora", acc.LoraSettings(r=16, alpha=32))
+llava_lm = acc.trainable_parameters("llava-1.5-7b", "lora", acc.LoraDefaults(r=16, alpha=32))
+llava_everywhere = acc.trainable_parameters("llava-1.5-7b", "lora", acc.LoraDefaults(r=16, alpha=32), scope="")
+clip_b = acc.trainable_parameters("clip-vit-base-patch16", "lora", acc.LoraDefaults(r=16, alpha=32), scope="vision_model")
+qwen = acc.trainable_parameters("qwen3-0.6b-base", "lora", acc.LoraDefaults(r=16, alpha=32))
 clip_vision_total = acc.count_parameters("clip-vit-base-patch16").components["vision_model"]
 traditional_trainable = clip_b.trainable + qwen.trainable
 traditional_total = clip_vision_total + clip_b.trainable + qwen.total

@@ -61,6 +61,7 @@ from lisalib import bench
 from lisalib.notebook.flow_diagram import draw_vision_flow
 from lisalib.lisa.modeling import LisaForReasoningSegmentation, count_vision_passes
 from lisalib.notebook.report import record
+from lisalib.reasonseg.metrics import sample_iou
 from lisalib.world.scenes import generate_scenes
 
 hf_logging.disable_progress_bar()  # no weight-loading bars in the stored outputs
@@ -240,7 +241,7 @@ def grid_iou_ceiling(masks: list[np.ndarray], side: int) -> float:
         coarse = F.interpolate(target, size=(side, side), mode="area")
         back = F.interpolate(coarse, size=mask.shape, mode="bilinear", align_corners=False)[0, 0] > 0.5
         truth = torch.from_numpy(mask)
-        ious.append(((back & truth).sum() / (back | truth).sum()).item())
+        ious.append(sample_iou(back, truth))
     return float(np.mean(ious))
 
 

@@ -114,11 +114,44 @@ def test_trainable_modes_of_modified_lisa():
     counts = {mode: acc.trainable_parameters("modified-lisa-7b", mode) for mode in acc.LISA_MODES}
     assert counts["frozen"].trainable == 0
     assert counts["projections"].trainable == PROJECTIONS
-    assert counts["seg"].trainable == PROJECTIONS + 4096
+    # the <SEG> row trains in embed_tokens and in lm_head, as chapter 3 trains it (recipes.SEG_ROW_MODULES)
+    assert counts["seg"].components == {"vlm.language_model (<SEG> row)": 4096, "vlm.lm_head (<SEG> row)": 4096,
+                                        "projections": PROJECTIONS}
     lora = counts["lora"].components["vlm.language_model (LoRA)"]
-    assert lora == 32 * 2 * 16 * (4096 + 4096) == 8_388_608  # r=16 on q_proj, v_proj of the 32 LLaMA layers
-    assert counts["decoder"].trainable == PROJECTIONS + 4096 + lora + 4_058_340
+    assert lora == 32 * 2 * 8 * (4096 + 4096) == 4_194_304  # LISA's r=8 on q_proj, v_proj of the 32 LLaMA layers
+    assert counts["decoder"].trainable == PROJECTIONS + 2 * 4096 + lora + 4_058_340
     assert counts["full"].trainable == counts["full"].total == acc.count_parameters("modified-lisa-7b").total
+    assert [counts[mode].trainable for mode in acc.LISA_MODES] == sorted(c.trainable for c in counts.values())
+    r16 = acc.trainable_parameters("modified-lisa-7b", "lora", acc.LoraDefaults(r=16, alpha=32))
+    assert r16.components["vlm.language_model (LoRA)"] == 2 * lora  # the seed design's r=16 doubles the adapters
+
+
+def test_accounting_speaks_the_training_vocabulary():
+    """Chapter 1 counts what chapter 3 trains: the same modes, groups, LoRA default and <SEG> modules."""
+    from lisalib.training import recipes
+
+    assert acc.MODES is recipes.MODES and acc.LoraDefaults is recipes.LoraDefaults
+    assert acc.get_preset("modified-lisa-7b").lora == recipes.LORA_DEFAULTS
+    assert acc.get_preset("modified-lisa-7b").groups == tuple(recipes.TRAINABLE_GROUPS)
+    assert acc.trained_groups(acc.get_preset("sam-vit-base"), "decoder") == ("mask_decoder",)
+    assert acc.trained_groups(acc.get_preset("llava-1.5-7b"), "lora") == ("lora",)
+    assert acc.describe_mode("lora") == "projections + seg_row + lora"
+    assert acc.describe_mode("lora", "llava-1.5-7b") == "lora"
+    seg = acc.trainable_parameters("modified-lisa-tiny", "seg")
+    rows = {label.split(" ")[0].removeprefix("vlm.") for label in seg.components if "<SEG>" in label}
+    hidden = acc.load_config("tiny-llava").text_config.hidden_size
+    assert rows == {"language_model", "lm_head"} and len(recipes.SEG_ROW_MODULES) == 2
+    assert seg.trainable - seg.components["projections"] == len(recipes.SEG_ROW_MODULES) * hidden
+
+
+def test_mode_groups_decide_activations_and_skips():
+    lisa = acc.get_preset("modified-lisa-7b")
+    assert [acc.activation_flow(lisa, mode) for mode in acc.LISA_MODES] == [None, None, "input", "lora", "lora",
+                                                                            "full"]
+    # the decoder trains in 'decoder' mode, so 4-bit loading must leave it unquantized
+    frozen = acc.count_parameters(lisa, "4bit").components["sam.mask_decoder"]
+    decoder = acc.count_parameters(lisa, "4bit", mode="decoder").components["sam.mask_decoder"]
+    assert decoder == 4_058_340 > frozen
 
 
 def test_cli_json(capsys):
@@ -127,14 +160,27 @@ def test_cli_json(capsys):
     assert {"total", "trainable", "bytes", "components"} <= result.keys()
     assert result["total"] == sum(result["components"].values()) == acc.count_parameters("modified-lisa-7b", "4bit").total
     assert result["trainable"] == acc.trainable_parameters("modified-lisa-7b", "lora").trainable
-    assert result["bytes"] > 0
+    assert result["bytes"] == acc.memory_table("modified-lisa-7b", ("nf4",))["total"]["nf4"]
+
+
+def test_cli_tables_and_lora_flags(capsys):
+    assert acc.main(["--preset", "modified-lisa-7b", "--mode", "lora", "--lora_r", "16", "--lora_alpha", "32"]) == 0
+    text = capsys.readouterr().out
+    assert "vlm.lm_head (<SEG> row)" in text and "projections + seg_row + lora" in text
+    lora = acc.trainable_parameters("modified-lisa-7b", "lora", acc.LoraDefaults(r=16, alpha=32))
+    assert f"{lora.trainable:,}" in text and f"{acc.count_parameters('modified-lisa-7b').total:,}" in text
+    rows = list(lora.components.items()) + [("total", lora.trainable)]
+    assert acc.format_table(rows, ["component", "trainable"]) in text  # lisalib.cli's one table formatter
+    assert acc.main(["gpt2", "--mode", "lora", "--json"]) == 0  # GPT-2's default target is c_attn
+    assert json.loads(capsys.readouterr().out)["trainable_components"] == {"decoder_layers (LoRA)": 12 * 8 * (768 + 2304)}
 
 
 def test_cli_runs_as_a_module():
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     done = subprocess.run([sys.executable, "-m", "lisalib.accounting", "--help"], capture_output=True, text=True,
                           env=env, timeout=120)
-    assert done.returncode == 0 and "modified-lisa-7b" in done.stdout and "--quant" in done.stdout
+    assert done.returncode == 0 and "modified-lisa-7b" in done.stdout
+    assert "--quant" in done.stdout and "--lora_targets" in done.stdout and "--lora-targets" not in done.stdout
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -142,7 +188,8 @@ def test_cli_runs_as_a_module():
     (["modified-lisa-7b", "--mode", "everything"], "unknown mode 'everything'"),
     (["sam-vit-base", "--mode", "projections"], "not defined for preset 'sam-vit-base'"),
     (["modified-lisa-7b", "--mode", "full", "--quant", "4bit"], "cannot be trained"),
-    (["modified-lisa-7b", "--mode", "lora", "--lora-targets", "q_proj;drop"], "LoRA targets"),
+    (["modified-lisa-7b", "--mode", "lora", "--lora_targets", "q_proj;drop"], "LoRA targets"),
+    (["gpt2", "--mode", "lora", "--lora_targets", "q_proj"], "not found in the base model"),
 ])
 def test_bad_input_gives_a_clear_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -158,3 +205,15 @@ def test_bad_input_in_the_python_api():
         acc.memory_table("sam-vit-base", formats=("fp8",))
     with pytest.raises(acc.AccountingError, match="no shipped config"):
         acc.model_spec("gpt5")
+    with pytest.raises(acc.AccountingError, match="rank and alpha must be positive"):
+        acc.trainable_parameters("modified-lisa-7b", "lora", acc.LoraDefaults(r=0))
+    with pytest.raises(acc.AccountingError, match="use a modified-lisa"):
+        acc.training_memory("llava-1.5-7b", "lora")
+
+
+def test_public_api_is_explicit():
+    import lisalib.accounting as package
+
+    assert len(set(package.__all__)) == len(package.__all__)
+    missing = [name for name in package.__all__ if not hasattr(package, name)]
+    assert not missing

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from lisalib.reasonseg.metrics import ReasonSegMetrics, sample_iou, score_mask
+from lisalib.reasonseg.metrics import ReasonSegMetrics, iou_from_counts, sample_iou, score_mask
+
+EPS = 1e-5  # LISA: IoU = I / (U + 1e-5), hand-computed below with it
 
 
 def worked_example():
@@ -46,7 +48,7 @@ def lisa_validate(pairs):
 def test_worked_example_from_the_reference():
     metrics = ReasonSegMetrics()
     ious = [metrics.update(pred, gt)[0].iou for pred, gt in worked_example()]
-    assert ious == pytest.approx([3 / 7, 2 / 3, 1.0], abs=1e-5)
+    assert ious == pytest.approx([3 / (7 + EPS), 2 / (3 + EPS), 1.0], rel=1e-12)
     result = metrics.compute()
     assert round(result["giou"], 4) == 0.6984
     assert result["ciou"] == pytest.approx(0.5)
@@ -75,7 +77,8 @@ def test_matches_lisa_transcription_on_random_masks():
 def test_ignore_pixels_never_count():
     gt = np.array([[1, 255], [0, 0]], np.uint8)
     on_ignore = np.array([[1, 1], [0, 0]], bool)
-    assert sample_iou(on_ignore, gt) == pytest.approx(1.0, abs=1e-5)  # the ignore hit is neither FP nor union
+    # the ignore hit is neither a false positive nor in the union
+    assert sample_iou(on_ignore, gt) == pytest.approx(1 / (1 + EPS), rel=1e-12)
     only_ignore = np.full((2, 2), 255, np.uint8)
     assert sample_iou(np.ones((2, 2), bool), only_ignore) == 1.0  # nothing valid: union 0
     score = score_mask(np.ones((2, 2), bool), gt)
@@ -107,8 +110,8 @@ def test_empty_accumulator_and_groups():
     metrics.update(pred_b, gt_b, is_sentence=True)
     metrics.update(pred_c, gt_c, is_sentence=True)
     result = metrics.compute()
-    assert result["short"]["n"] == 1 and result["short"]["giou"] == pytest.approx(3 / 7, abs=1e-5)
-    assert result["long"]["n"] == 2 and result["long"]["giou"] == pytest.approx((2 / 3 + 1) / 2, abs=1e-5)
+    assert result["short"]["n"] == 1 and result["short"]["giou"] == pytest.approx(3 / (7 + EPS), rel=1e-12)
+    assert result["long"]["n"] == 2 and result["long"]["giou"] == pytest.approx((2 / (3 + EPS) + 1) / 2, rel=1e-12)
     assert result["long"]["ciou"] == pytest.approx(2 / 3)
     assert len(metrics) == 3
     metrics.reset()
@@ -122,7 +125,7 @@ def test_stacks_and_tensors():
     metrics = ReasonSegMetrics()
     assert len(metrics.update(pred, gt, is_sentence=True)) == 3  # each mask counts once, as in LISA
     assert round(metrics.compute()["long"]["giou"], 4) == 0.6984
-    assert sample_iou(np.array([[0, 1]]), np.array([[0, 1]], np.uint8)) == pytest.approx(1.0, abs=1e-5)
+    assert sample_iou(np.array([[0, 1]]), np.array([[0, 1]], np.uint8)) == pytest.approx(1 / (1 + EPS), rel=1e-12)
 
 
 def test_bad_input_is_refused():
@@ -141,3 +144,15 @@ def test_bad_input_is_refused():
         sample_iou(np.zeros((4, 4), bool), np.zeros((4, 4), np.float32))
     with pytest.raises(ValueError, match=r"\[H, W\]"):
         ReasonSegMetrics().update(np.zeros(4, bool), np.zeros(4, np.uint8))
+
+
+def test_iou_from_counts_is_the_one_formula_for_numbers_arrays_and_tensors():
+    assert iou_from_counts(3, 7) == pytest.approx(3 / (7 + EPS), rel=1e-12)
+    assert iou_from_counts(0, 0) == 1.0 and iou_from_counts(0, 4) == 0.0
+    arrays = iou_from_counts(np.array([3, 0, 2]), np.array([7, 0, 2]))
+    assert arrays == pytest.approx([3 / (7 + EPS), 1.0, 2 / (2 + EPS)], rel=1e-12)
+    intersection, union = torch.tensor([3.0, 0.0], dtype=torch.float64), torch.tensor([7.0, 0.0], dtype=torch.float64)
+    tensors = iou_from_counts(intersection, union)
+    assert tensors.tolist() == pytest.approx([3 / (7 + EPS), 1.0], rel=1e-12)
+    score = score_mask(worked_example()[0][0], worked_example()[0][1])
+    assert score.iou == iou_from_counts(score.intersection, score.union) == sample_iou(*worked_example()[0])

@@ -9,7 +9,7 @@ from transformers import LlavaForConditionalGeneration, LlavaProcessor, SamModel
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
-from lisalib.world import scenes as shapes
+import lisalib.world as shapes
 from lisalib.images import ImageInputError
 from lisalib.lisa.losses import LossWeights, dice_per_mask, mask_losses, sigmoid_bce_per_mask, total_loss
 from lisalib.lisa.modeling import (LisaConfig, LisaForReasoningSegmentation, VisionToSam, VisionToVlm,

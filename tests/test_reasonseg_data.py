@@ -16,7 +16,7 @@ from lisalib.reasonseg import (
     read_annotation,
     read_sample,
 )
-from lisalib.reasonseg.dataset import _line8, collate_list, read_image
+from lisalib.reasonseg.dataset import collate_list, read_image
 from lisalib.reasonseg.synth import (
     SPLITS,
     SynthSample,
@@ -74,10 +74,11 @@ def test_polygon_includes_its_outline_and_truncates_points():
     ((7, 7, 8, 1), [(7, 4), (7, 5), (7, 6), (7, 7), (8, 1), (8, 2), (8, 3)]),
     ((0, 2, 4, 4), [(0, 2), (1, 2), (2, 3), (3, 3), (4, 4)]),
 ])
-def test_outline_follows_opencv_line_pixels(segment, cv2_pixels):
-    xs, ys = _line8(*segment)
-    assert sorted(zip(xs.tolist(), ys.tolist())) == cv2_pixels
-    assert sorted(zip(*_line8(*segment[2:], *segment[:2]))) == sorted(zip(xs, ys))  # direction-independent
+def test_degenerate_polygon_is_opencvs_line(segment, cv2_pixels):
+    a, b = segment[:2], segment[2:]
+    for points in ([a, b, b], [b, a, a]):  # a zero-area polygon paints its outline only, in either direction
+        ys, xs = np.nonzero(polygon_to_mask(points, 9, 10))
+        assert sorted(zip(xs.tolist(), ys.tolist())) == cv2_pixels
 
 
 def test_flags_are_skipped_and_ignore_is_255(tmp_path):
@@ -291,7 +292,7 @@ def test_cli_json_summary(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
-    assert "--long-fraction" in capsys.readouterr().out
+    assert "--long_fraction" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         main(["--out", str(tmp_path), "--split", "train", "--n", "4"])  # refuses to mix with old files
     assert exit_info.value.code == 2

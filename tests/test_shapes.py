@@ -3,8 +3,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from lisalib.world.scenes import (COLOURS, NUMBER_WORDS, SHAPE_KINDS, SceneConfig, generate_scene, generate_scenes,
-                            polygon_mask, shape_polygon, split_words, vocabulary)
+from lisalib.world import (COLOURS, NUMBER_WORDS, SHAPE_KINDS, SceneConfig, generate_scene, generate_scenes, language,
+                           polygon_mask, shape_polygon, split_words, vocabulary)
 
 
 def test_same_seed_same_pixels_and_annotations():
@@ -24,7 +24,7 @@ def test_scenes_are_stable_across_machines():
     assert digest.hexdigest()[:16] == FINGERPRINT
 
 
-FINGERPRINT = "9a2705a95a002eca"
+FINGERPRINT = "bb3b66d0a9b1772b"  # since masks are LISA's raster (int32 points, outline + fill)
 
 
 def test_object_counts_and_unique_pairs():
@@ -45,6 +45,23 @@ def test_polygons_are_exact_and_inside_image():
         assert (obj.polygon >= 0).all() and (obj.polygon <= scene.width).all()
         assert np.array_equal(mask, polygon_mask(obj.polygon, scene.height, scene.width))
         assert mask.sum() > 0
+
+
+def test_masks_are_lisas_raster_of_the_polygon():
+    """int32-truncated vertices, outline plus fill: a float square covering 1.5..4.9 paints rows/columns 1..4."""
+    square = np.array([[1.5, 1.5], [4.9, 1.5], [4.9, 4.2], [1.5, 4.2]])
+    expected = np.zeros((6, 7), bool)
+    expected[1:5, 1:5] = True
+    assert np.array_equal(polygon_mask(square, 6, 7), expected)
+
+
+def test_scene_language_methods_delegate_to_the_language_module():
+    scene = generate_scene((0, 3))
+    assert scene.caption() == language.caption(scene)
+    assert scene.questions() == language.questions(scene)
+    assert scene.reasoning_queries() == language.reasoning_queries(scene)
+    assert scene.referring_expressions(0) == language.referring_expressions(scene, 0)
+    assert scene.position_words(0) == language.position_words(scene, 0)
 
 
 def test_visible_masks_follow_painting_order():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lisalib.zoo.inference import centre_point
+from lisalib.reasonseg.masks import centre_point
 from lisalib.notebook.report import REPORT_ENV, read_records, record
 from lisalib.notebook.main_job import discover, summary_markdown
 from lisalib.world.scenes import generate_scene

@@ -1,33 +1,26 @@
-"""What does single-pass vision encoding save? FLOPs counted, CPU time measured, end-to-end stated.
+"""Chapter 2's benchmark: what does single-pass vision encoding save? FLOPs counted, CPU time measured.
 
 The seed design claims "2x faster vision encoding" because it runs one encoder instead of two. That
-counts passes, not work: CLIP ViT-L/14-336 and SAM's ViT at 1024 px cost very different amounts. This
-module measures the real-size models without downloading them:
-
-- **FLOPs** with ``torch.utils.flop_counter.FlopCounterMode`` on the *meta* device (shapes only, no
-  weights, no memory), through the model's own ``encode_images`` for each ``vision_source``;
-- **CPU wall time** of the same real-size encoders with random weights (warm-up, then the median of
-  interleaved repeats), next to the FLOP ratio;
-- **end to end**: FLOPs of a whole teacher-forced forward (vision + 7B LLM prefill + mask decoder),
-  because the LLM, not the vision path, dominates.
-
-Run ``python -m lisalib.bench vision --help``. FLOPs are counted as torch does: one multiply-add = 2.
+counts passes, not work: CLIP ViT-L/14-336 and SAM's ViT at 1024 px cost very different amounts. So the
+real-size models are measured without downloading them: FLOPs on the meta device (:mod:`.flops`) through
+the model's own ``encode_images`` for each ``vision_source``; CPU wall time of the same encoders with
+random weights (:mod:`.timing`); and FLOPs of a whole teacher-forced forward, because the 7B LLM, not the
+vision path, dominates. Run ``python -m lisalib.bench vision --help``.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import statistics
-import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlavaConfig
 
 from lisalib.accounting import load_config
+from lisalib.bench.flops import count_flops, flops_and_result
+from lisalib.bench.timing import interleaved_samples, medians
+from lisalib.cli import add_dataclass_subparsers, dataclass_parser, from_namespace
 from lisalib.lisa.modeling import LisaConfig, LisaForReasoningSegmentation, VisionToSam, VisionToVlm
 from lisalib.lisa.processing import VISION_SOURCES
 
@@ -46,24 +39,6 @@ def sam_config(variant: str = "base"):
     if variant not in SAM_NAMES:
         raise ValueError(f"unknown SAM variant {variant!r}; choose one of {', '.join(SAM_NAMES)}")
     return load_config(f"sam-vit-{variant}")
-
-
-def count_flops(fn: Callable, *args, **kwargs) -> int:
-    """FLOPs of one call of ``fn`` as counted by torch (matmuls, convolutions, attention)."""
-    return int(_counted(fn, *args, **kwargs)[0].get_total_flops())
-
-
-def count_flops_by_operator(fn: Callable, *args, **kwargs) -> dict[str, int]:
-    """FLOPs of one call of ``fn`` per aten operator (``addmm`` = linear layers, ``bmm`` = attention, ...)."""
-    counts = _counted(fn, *args, **kwargs)[0].get_flop_counts()["Global"]
-    return {str(op).removeprefix("aten.").split(".")[0]: int(n) for op, n in counts.items()}
-
-
-def _counted(fn: Callable, *args, **kwargs) -> tuple[FlopCounterMode, object]:
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        result = fn(*args, **kwargs)
-    return counter, result
 
 
 def lisa_config(vision_source: str, vlm_config: LlavaConfig, sam: str | object = "base",
@@ -110,8 +85,7 @@ def end_to_end_flops(model: LisaForReasoningSegmentation, text_tokens: int = DEF
     config = model.config
     image_tokens = config.vlm_grid ** 2
     width = config.vlm_config.text_config.hidden_size
-    counter, features = _counted(model.encode_images, **_pixels(model))
-    vision = int(counter.get_total_flops())
+    vision, features = flops_and_result(model.encode_images, **_pixels(model))
     embeds = torch.zeros(1, image_tokens + text_tokens, width, device="meta")
     mask = torch.ones(1, image_tokens + text_tokens, dtype=torch.long, device="meta")  # None would need .item()
     llm = count_flops(model.language_forward, embeds, mask)
@@ -180,22 +154,13 @@ def measure_wall_times(sam: str | object = "base", repeats: int = 3, warmup: int
         "vision_to_sam": lambda: to_sam(patches),
         "vision_to_vlm_and_projector": lambda: model.vlm.model.multi_modal_projector(to_vlm(embedding)),
     }
-    samples: dict[str, list[float]] = {name: [] for name in components}
-    with torch.inference_mode():
-        for _ in range(warmup):
-            for fn in components.values():
-                fn()
-        for _ in range(repeats):
-            for name, fn in components.items():
-                start = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - start)
+    samples = interleaved_samples(components, repeats=repeats, warmup=warmup)
     paths = {
         "dual": [c + s for c, s in zip(samples["clip_and_projector"], samples["sam_vit"])],
         "vlm": [c + b for c, b in zip(samples["clip_and_projector"], samples["vision_to_sam"])],
         "sam": [s + b for s, b in zip(samples["sam_vit"], samples["vision_to_vlm_and_projector"])],
     }
-    median = {name: statistics.median(values) for name, values in {**samples, **paths}.items()}
+    median = medians({**samples, **paths})
     return {"seconds": median, "samples": {**samples, **paths}, "repeats": repeats, "warmup": warmup,
             "threads": torch.get_num_threads(),
             "wall_ratio": median["dual"] / median["vlm"], "wall_ratio_sam": median["dual"] / median["sam"]}
@@ -278,32 +243,40 @@ def format_report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lisalib.bench", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    vision = commands.add_parser("vision", help="FLOPs and CPU time of dual vs single-pass vision encoding",
-                                 description="Count FLOPs of the real-size vision paths (meta device) and time "
-                                             "the real-size encoders on this CPU with random weights.")
-    vision.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    vision.add_argument("--repeats", type=int, default=3, help="timed repeats per component (median; default 3)")
-    vision.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
-    vision.add_argument("--no-wall", action="store_true", help="FLOPs only: skip all wall-time measurements")
-    vision.add_argument("--skip-vit-h-wall", action="store_true",
-                        help="skip the SAM ViT-H wall time (about 6 TFLOP per pass: minutes on a laptop CPU)")
-    vision.add_argument("--sam", nargs="+", default=["base", "huge"], choices=sorted(SAM_NAMES),
-                        help="SAM encoders to compare (first one gives the top-level JSON keys)")
-    vision.add_argument("--text-tokens", type=int, default=DEFAULT_TEXT_TOKENS,
-                        help=f"text tokens around the image tokens in the end-to-end count (default {DEFAULT_TEXT_TOKENS})")
-    vision.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+@dataclass
+class VisionArgs:
+    """The command line of ``python -m lisalib.bench vision``."""
+
+    json: bool = field(default=False, metadata={"help": "print one JSON object instead of tables"})
+    repeats: int = field(default=3, metadata={"help": "timed repeats per component (the median is reported)"})
+    warmup: int = field(default=1, metadata={"help": "untimed warm-up runs"})
+    no_wall: bool = field(default=False, metadata={"help": "FLOPs only: skip all wall-time measurements"})
+    skip_vit_h_wall: bool = field(default=False, metadata={
+        "help": "skip the SAM ViT-H wall time (about 6 TFLOP per pass: minutes on a laptop CPU)"})
+    sam: list[str] = field(default_factory=lambda: ["base", "huge"], metadata={
+        "help": "SAM encoders to compare (the first gives the top-level JSON keys)", "choices": sorted(SAM_NAMES)})
+    text_tokens: int = field(default=DEFAULT_TEXT_TOKENS, metadata={
+        "help": "text tokens around the image tokens in the end-to-end count"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (unset: torch's choice)"})
+
+
+def run_vision(args: VisionArgs) -> dict:
+    """:func:`vision_benchmark` as :class:`VisionArgs` asks for it."""
     if args.threads:
         torch.set_num_threads(args.threads)
     wall_variants = [] if args.no_wall else [v for v in args.sam if not (v == "huge" and args.skip_vit_h_wall)]
-    result = vision_benchmark(args.sam, wall_variants, repeats=args.repeats, warmup=args.warmup,
-                              text_tokens=args.text_tokens)
+    return vision_benchmark(args.sam, wall_variants, repeats=args.repeats, warmup=args.warmup,
+                            text_tokens=args.text_tokens)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = dataclass_parser([], "python -m lisalib.bench", "Benchmarks of the tutorial's design choices.")
+    commands = add_dataclass_subparsers(parser)
+    commands.add_parser("vision", dataclass_types=VisionArgs, help="FLOPs and CPU time of dual vs single-pass "
+                        "vision encoding", description="Count FLOPs of the real-size vision paths (meta device) "
+                        "and time the real-size encoders on this CPU with random weights.")
+    namespace = parser.parse_args(argv)
+    args = from_namespace(VisionArgs, namespace)
+    result = run_vision(args)
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -36,6 +36,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from lisalib.constants import MASK_TARGET_VALUE
 from lisalib.reasonseg.dataset import ReasonSegDataset, eval_answer, question
+from lisalib.reasonseg.masks import centre_point
 from lisalib.reasonseg.synth import synth_record
 from lisalib.lisa.evaluate import json_safe
 from lisalib.lisa.losses import mask_losses, total_loss
@@ -46,14 +47,6 @@ from lisalib.training.steps import take_step
 
 PROMPTS = ("point", "appearance", "lm_state")
 TARGET_NAMES = tuple(f"{colour} {kind}" for colour in COLOURS for kind in SHAPE_KINDS)
-
-
-def centre_point(mask: np.ndarray) -> tuple[float, float]:
-    """(x, y) mean of the target pixels (value 1) of a ReasonSeg mask: the one-click prompt a user would give."""
-    ys, xs = np.nonzero(np.asarray(mask) == MASK_TARGET_VALUE)
-    if len(xs) == 0:
-        raise ValueError("the mask has no target pixels: there is no centre to click on")
-    return float(xs.mean()), float(ys.mean())
 
 
 def target_name(sample: dict) -> str:

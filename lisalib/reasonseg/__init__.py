@@ -13,11 +13,11 @@ from lisalib.reasonseg.dataset import (
     answer_templates,
     eval_answer,
     mask_from_annotation,
-    polygon_to_mask,
     question,
     read_annotation,
     read_sample,
 )
+from lisalib.reasonseg.raster import paint_shapes, polygon_to_mask
 
 __all__ = [
     "ANSWER_TEMPLATES",
@@ -28,6 +28,7 @@ __all__ = [
     "answer_templates",
     "eval_answer",
     "mask_from_annotation",
+    "paint_shapes",
     "polygon_to_mask",
     "question",
     "read_annotation",

@@ -10,42 +10,35 @@ LISA's rules, reproduced here because gIoU/cIoU depend on every one of them:
 * shapes labelled ``flag`` (case-insensitive, exact) are skipped;
 * every polygon is rasterised filled *and* outlined, after truncating its points to int32;
 * polygons are painted in descending order of their own rasterised area (small ones end on top);
-* the value is 255 where the label contains ``ignore`` (case-insensitive), else 1;
+* the value is 255 where the label contains ``ignore`` (case-insensitive here), else 1;
 * the JSON is read as UTF-8, falling back to cp1252.
 
-Rasterisation uses scikit-image for the fill (not OpenCV, which this package does not depend on) and
-a NumPy transcription of OpenCV's 8-connected line iterator for the outline. Measured against
-``cv2.polylines`` + ``cv2.fillPoly`` (OpenCV 5.0) the masks are pixel-identical for polygons inside the
-image: every polygon of 300 shapes-world scenes, 2,000 random simple and 2,000 random
-self-intersecting polygons. With skimage's own ``draw.line`` for the outline 0.5 % of shapes-world
-pixels differ (Bresenham tie-breaking), and the fill alone misses about 10 % of the pixels of small
-polygons: the outline matters. One known difference: for a polygon that leaves the image this module
-equals cv2 drawn on a larger canvas and cropped, while cv2 drawing in place re-rounds the edges it
-clips to the image (about 1 % of pixels differ on 2,000 random polygons crossing the border).
+Rasterisation is :mod:`lisalib.reasonseg.raster`: LISA's own ``cv2.polylines`` + ``cv2.fillPoly`` calls
+on the int32 points, so masks are pixel-identical to LISA's, polygons leaving the image included.
 
 Deliberate departures, each an error or warning instead of a silent guess: a polygon with fewer than 3
-points is an error (cv2 would draw a line); points outside the image are warned about and the painted
-region is clipped to the image (as cv2 does; the vertices are not moved, which would change the
-shape); a sample whose mask has no target pixel is an error unless ``allow_empty=True`` (LISA keeps
-such samples and scores an empty prediction 1.0 on them). Images get their EXIF orientation applied,
+points is an error (cv2 would draw a line); points outside the image are warned about (OpenCV clips
+the painted region to the image, as in LISA; the vertices are not moved); a sample whose mask has no
+target pixel is an error unless ``allow_empty=True`` (LISA keeps such samples and scores an empty
+prediction 1.0 on them). Images get their EXIF orientation applied,
 as ``cv2.imread`` (LISA's loader) and LabelMe do.
 """
 from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from skimage.draw import polygon as fill_polygon
 from torch.utils.data import Dataset
 
-from lisalib.constants import IMAGE_TOKEN, MASK_IGNORE_VALUE, MASK_TARGET_VALUE, SEG_TOKEN
+from lisalib.constants import IMAGE_TOKEN, MASK_TARGET_VALUE, SEG_TOKEN
 from lisalib.images import ImageInputError, ensure_rgb
+from lisalib.reasonseg.raster import paint_shapes
 
 SHORT_QUESTION = "{image}\n What is {text} in this image? Please output segmentation mask."
 LONG_QUESTION = "{image}\n {text} Please output segmentation mask."
@@ -158,55 +151,16 @@ def _points(points: Any, path: Path, index: int, label: str) -> np.ndarray:
     return array
 
 
-# ----- rasterisation ------------------------------------------------------------------------------
-def polygon_to_mask(points: np.ndarray | Sequence, height: int, width: int) -> np.ndarray:
-    """LISA's polygon raster as a bool [H, W]: int32-truncated points, filled plus 8-connected outline.
-
-    Equals ``cv2.polylines(m, pts, True, 1, 1); cv2.fillPoly(m, pts, 1)`` for simple polygons inside the
-    image; parts outside the image are dropped (the region is clipped, the vertices are not moved).
-    """
-    xy = np.asarray(points, dtype=np.float64).astype(np.int32)  # truncation toward zero, as LISA's np.int32
-    mask = np.zeros((height, width), dtype=bool)
-    rows, cols = fill_polygon(xy[:, 1], xy[:, 0], shape=(height, width))
-    mask[rows, cols] = True
-    closed = np.vstack([xy, xy[:1]]).astype(np.int64)
-    xs, ys = zip(*(_line8(*a, *b) for a, b in zip(closed[:-1], closed[1:])))
-    xs, ys = np.concatenate(xs), np.concatenate(ys)
-    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    mask[ys[inside], xs[inside]] = True
-    return mask
-
-
-def _line8(x0: int, y0: int, x1: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels of OpenCV's 8-connected line (``LineIterator``, left to right), in closed form."""
-    if x1 < x0:
-        x0, y0, x1, y1 = x1, y1, x0, y0
-    dx, dy = x1 - x0, abs(y1 - y0)
-    step_y = -1 if y1 < y0 else 1
-    major, minor = max(dx, dy), min(dx, dy)
-    j = np.arange(major + 1)
-    # Bresenham with error e0 = major - 2*minor, a minor step whenever the error was negative
-    k = np.maximum(0, (2 * minor * j - major - 1) // (2 * major) + 1) if major else j
-    if dy > dx:
-        return x0 + k, y0 + step_y * j
-    return x0 + j, y0 + step_y * k
-
-
+# ----- ground truth -------------------------------------------------------------------------------
 def mask_from_annotation(annotation: Annotation, height: int, width: int, allow_empty: bool = False) -> np.ndarray:
     """The uint8 ground truth (0 background, 1 target, 255 ignore), painted as LISA paints it."""
-    masks = []
     for index, (label, points) in enumerate(annotation.shapes):
         xy = points.astype(np.int32)
         if (xy < 0).any() or (xy[:, 0] >= width).any() or (xy[:, 1] >= height).any():
             warnings.warn(ReasonSegWarning(
                 f"{annotation.path}: shape {index} ({label!r}) has points outside the {width}x{height} image; "
                 "the polygon is clipped to the image"), stacklevel=2)
-        masks.append(polygon_to_mask(points, height, width))
-    areas = [int(m.sum()) for m in masks]
-    result = np.zeros((height, width), dtype=np.uint8)
-    for index in np.argsort(areas)[::-1]:  # the very call LISA makes: largest first, ties as numpy orders them
-        label = annotation.shapes[index][0]
-        result[masks[index]] = MASK_IGNORE_VALUE if "ignore" in label.lower() else MASK_TARGET_VALUE
+    result = paint_shapes(annotation.shapes, height, width)
     if not allow_empty and not (result == MASK_TARGET_VALUE).any():
         raise ReasonSegError(annotation.path, "has no target pixel once flags and ignore regions are applied "
                                               "(pass allow_empty=True to keep such samples, as LISA does)")

@@ -10,6 +10,9 @@ why both are reported, and split by short phrases vs long sentences as in the Re
 Precision and recall are pixel-cumulative in the same sense as cIoU: sum(I) / sum(|P|) and
 sum(I) / sum(|G|), NaN when the denominator is 0. LISA computes on GPU in float32; this module uses
 float64, so values can differ from LISA's logs in the 7th digit.
+
+Every IoU in lisalib goes through this module: :func:`iou_from_counts` is the one formula (also on
+NumPy arrays and torch tensors, e.g. tiny-sam's IoU-head targets), :func:`sample_iou` the one mask pair.
 """
 from __future__ import annotations
 
@@ -25,6 +28,11 @@ CIOU_EPS = 1e-10
 GROUPS = {False: "short", True: "long"}
 
 
+def iou_from_counts(intersection: Any, union: Any) -> Any:
+    """LISA's IoU from pixel counts, I / (U + 1e-5) + [U = 0]; elementwise on numbers, arrays or tensors."""
+    return intersection / (union + IOU_EPS) + (union == 0)
+
+
 @dataclass(frozen=True)
 class MaskScore:
     """Pixel counts of one mask (ignore pixels already removed) and its LISA IoU."""
@@ -36,7 +44,7 @@ class MaskScore:
 
     @property
     def iou(self) -> float:
-        return self.intersection / (self.union + IOU_EPS) + float(self.union == 0)
+        return float(iou_from_counts(self.intersection, self.union))
 
 
 def _numpy(array: Any) -> np.ndarray:

@@ -33,11 +33,8 @@ import numpy as np
 from skimage.measure import find_contours, label
 
 from lisalib.constants import MASK_IGNORE_VALUE, MASK_TARGET_VALUE
-from lisalib.reasonseg.dataset import (
-    Annotation,
-    mask_from_annotation,
-    polygon_to_mask,
-)
+from lisalib.reasonseg.dataset import Annotation, mask_from_annotation
+from lisalib.reasonseg.raster import polygon_to_mask
 from lisalib.world.scenes import Scene, SceneConfig, generate_scene
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -243,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="val", choices=sorted(SPLITS), help="which split (disjoint seeds)")
     parser.add_argument("--n", type=int, default=200, help="number of samples (default 200, ReasonSeg val's size)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    parser.add_argument("--long-fraction", type=float, default=0.5,
+    parser.add_argument("--long_fraction", type=float, default=0.5,
                         help="probability that a sample uses long reasoning queries (default 0.5)")
     parser.add_argument("--overwrite", action="store_true", help="replace sample files already in OUT/SPLIT")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")

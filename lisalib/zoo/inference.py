@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from scipy.ndimage import distance_transform_edt
 
 from lisalib.images import ensure_rgb
 from lisalib.constants import chat_prompt
@@ -38,16 +37,13 @@ def answer_questions(model, processor, images, questions: list[str], max_new_tok
     return answers
 
 
-def centre_point(mask: np.ndarray) -> tuple[float, float]:
-    """(x, y) of the mask pixel farthest from the background: a 'centre' that is always inside."""
-    distance = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return float(x), float(y)
-
-
 @torch.no_grad()
 def segment_from_points(model: SamModel, processor: SamProcessor, image, points: list[tuple[float, float]]) -> np.ndarray:
-    """Masks [P, H, W] bool for one image, one positive point each, at the image's own size."""
+    """Masks [P, H, W] bool for one image at its own size, one positive point each.
+
+    Points are (x, y) pixel indices of the image (column, row), as :func:`lisalib.reasonseg.masks.centre_point`
+    gives them; SAM's prompt encoder adds the half pixel to reach the pixel centre.
+    """
     image = ensure_rgb(image)
     if not points:
         raise ValueError("give at least one (x, y) point prompt")

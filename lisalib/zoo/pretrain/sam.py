@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import SamImageProcessorPil, SamModel, SamProcessor, get_cosine_schedule_with_warmup
 
-from lisalib.zoo.inference import centre_point, segment_from_points
+from lisalib.reasonseg.masks import centre_point
+from lisalib.reasonseg.metrics import iou_from_counts, sample_iou
+from lisalib.zoo.inference import segment_from_points
 from lisalib.world.scenes import generate_scenes
 from lisalib.training.steps import take_step
 from lisalib.zoo.configs import TINY_IMAGE_SIZE, tiny_sam_config
@@ -70,8 +72,14 @@ def jittered_box(mask: np.ndarray, rng: np.random.Generator, jitter: float = 0.1
     return np.clip(box, 0, mask.shape[1]).tolist()
 
 
-def mask_losses(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel BCE and soft Dice, both averaged over masks."""
+def sam_pretraining_losses(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """tiny-sam's pretraining mask terms: pixel BCE and soft Dice of one [M, H, W] stack, averaged over masks.
+
+    Not LISA's ``mask_losses`` (:mod:`lisalib.lisa.losses`): the Dice here is smoothed with 1 (LISA:
+    scale 1000, eps 1e-6, so empty targets weigh differently), the masks are one equal-sized stack
+    rather than per-image lists, and :func:`pretrain_sam` adds them with weight 1 each plus an IoU-head
+    term (LISA: 2 x BCE + 0.5 x Dice, no IoU term).
+    """
     bce = F.binary_cross_entropy_with_logits(logits, target)
     prob = logits.sigmoid().flatten(1)
     flat = target.flatten(1)
@@ -116,12 +124,12 @@ def pretrain_sam(recipe: SamRecipe = SamRecipe(), progress: bool = True):
         out = model(pixel_values=pixel_values[images], multimask_output=False, **prompt)
         logits = upsample_logits(out.pred_masks)
         target = torch.from_numpy(np.stack(targets)).float()
-        bce, dice = mask_losses(logits.flatten(0, 1), target.flatten(0, 1))
+        bce, dice = sam_pretraining_losses(logits.flatten(0, 1), target.flatten(0, 1))
         with torch.no_grad():
             hard = logits > 0
             inter = (hard & (target > 0)).sum((-1, -2)).float()
             union = (hard | (target > 0)).sum((-1, -2)).float()
-            iou = inter / union.clamp(min=1)
+            iou = iou_from_counts(inter, union)
         iou_loss = F.mse_loss(out.iou_scores.squeeze(-1), iou)  # teaches SAM's own quality head
         loss = bce + dice + iou_loss
         history.append(take_step(loss, list(model.parameters()), optimizer, schedule))
@@ -132,7 +140,8 @@ def pretrain_sam(recipe: SamRecipe = SamRecipe(), progress: bool = True):
 
 
 def evaluate_sam(model: SamModel, processor: SamProcessor, n_scenes: int = 100, seed: int = HELDOUT_SEED) -> dict:
-    """mIoU over every visible object of held-out scenes, prompted with a single centre point."""
+    """mIoU (LISA's IoU, ``sample_iou``) over every visible object of held-out scenes, each prompted with a
+    single point at its centre (``centre_point``: the pixel farthest from the background)."""
     ious = []
     for scene in generate_scenes(n_scenes, seed=seed):
         visible = scene.visible_masks()
@@ -140,8 +149,6 @@ def evaluate_sam(model: SamModel, processor: SamProcessor, n_scenes: int = 100, 
         if not keep:
             continue
         predicted = segment_from_points(model, processor, scene.render(), [centre_point(visible[k]) for k in keep])
-        for k, mask in zip(keep, predicted):
-            union = (mask | visible[k]).sum()
-            ious.append((mask & visible[k]).sum() / union if union else 1.0)
+        ious += [sample_iou(mask, visible[k]) for k, mask in zip(keep, predicted)]
     return {"miou": round(float(np.mean(ious)), 4), "n": len(ious)}
 
