@@ -311,7 +311,9 @@ for f in footprints:
 #
 # Each mode adds to the previous one. The counts come from peft, applied to the meta model: LoRA through
 # `LoraConfig` (confined to the language model: CLIP's tower also has `q_proj`/`v_proj`), and the `<SEG>`
-# row through peft's trainable tokens (one row of the input embeddings, not the whole table).
+# rows through peft's trainable tokens: one row of the input embeddings and one of `lm_head`, not the two
+# whole tables. These are the very configs chapter 3 trains with (`lisalib.training.recipes`), so the counts
+# here are what `python -m lisalib.lisa.train` reports.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -378,8 +380,8 @@ print(acc.format_table([(c, doc, ours, "holds" if ok else "does not hold", note)
 # image tokens + 64 text tokens. 0.5 GiB is set aside for the CUDA context.
 #
 # The jump to watch: training only the projections needs no gradient through the LLM, but the `<SEG>`
-# row sits at the LLM's *input*, so training that one row of 4,096 numbers makes every LLM layer keep its
-# activations.
+# row of the input embeddings sits at the LLM's *input*, so training those 4,096 numbers makes every LLM layer
+# keep its activations.
 
 # %%
 budget = 8 * GiB

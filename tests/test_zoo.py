@@ -267,3 +267,20 @@ def test_dihedral_augmentation_moves_pixels_and_labels_together():
         row = expected[:, 3] if not flip_y else torch.where(expected[:, 3] > 0, 4 - expected[:, 3], 0)
         assert torch.equal(l[:, 3], row)
         assert p.shape == pixels.shape and torch.allclose(w.sum(-1), weights.sum(-1))
+
+
+def test_update_card_keeps_the_build_figures_and_says_why(tmp_path, monkeypatch):
+    import shutil
+
+    from lisalib.zoo import build as build_module
+
+    copy = tmp_path / "tiny-sam"
+    shutil.copytree(zoo_path("tiny-sam"), copy)
+    before = json.loads((copy / "zoo_card.json").read_text())
+    monkeypatch.setattr("lisalib.zoo.zoo_path", lambda name: copy)
+    card = build_module.update_card("tiny-sam", {"miou": 0.5, "n": 3}, "a test.")
+    assert card["metrics"] == {"miou": 0.5, "n": 3} and card["aim"]["met"] is False
+    assert card["built_metrics"] == before.get("built_metrics", before["metrics"])
+    assert json.loads((copy / "zoo_card.json").read_text()) == card
+    readme = (copy / "README.md").read_text()
+    assert "miou = 0.5" in readme and "Re-measured: a test." in readme

@@ -22,7 +22,6 @@ zoo's pretraining scenes ``(1000..4000, i)``. Same arguments, same bytes.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from skimage.measure import find_contours, label
 
+from lisalib.cli import dataclass_parser
 from lisalib.constants import MASK_IGNORE_VALUE, MASK_TARGET_VALUE
 from lisalib.reasonseg.dataset import Annotation, mask_from_annotation
 from lisalib.reasonseg.raster import polygon_to_mask
@@ -232,19 +232,21 @@ def _read_back(annotation: dict, path: Path, scene: Scene) -> np.ndarray:
     return mask_from_annotation(parsed, scene.height, scene.width)
 
 
+@dataclass
+class SynthArgs:
+    out: str = field(metadata={"help": "dataset root; samples go to OUT/SPLIT/"})
+    split: str = field(default="val", metadata={"help": "which split (disjoint seeds)", "choices": sorted(SPLITS)})
+    n: int = field(default=200, metadata={"help": "number of samples (ReasonSeg val has 200)"})
+    seed: int = field(default=0, metadata={"help": "base seed"})
+    long_fraction: float = field(default=0.5, metadata={"help": "probability that a sample uses long reasoning queries"})
+    overwrite: bool = field(default=False, metadata={"help": "replace sample files already in OUT/SPLIT"})
+    json: bool = field(default=False, metadata={"help": "print the summary as JSON"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lisalib.reasonseg.synth",
-        description="Write a synthetic ReasonSeg-format split (PNG + JSON per sample) from the shapes world.")
-    parser.add_argument("--out", required=True, help="dataset root; samples go to OUT/SPLIT/")
-    parser.add_argument("--split", default="val", choices=sorted(SPLITS), help="which split (disjoint seeds)")
-    parser.add_argument("--n", type=int, default=200, help="number of samples (default 200, ReasonSeg val's size)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    parser.add_argument("--long_fraction", type=float, default=0.5,
-                        help="probability that a sample uses long reasoning queries (default 0.5)")
-    parser.add_argument("--overwrite", action="store_true", help="replace sample files already in OUT/SPLIT")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = parser.parse_args(argv)
+    parser = dataclass_parser(SynthArgs, "python -m lisalib.reasonseg.synth",
+                              "Write a synthetic ReasonSeg-format split (PNG + JSON per sample) from the shapes world.")
+    (args,) = parser.parse_args_into_dataclasses(argv)
     try:
         summary = write_split(args.out, args.split, args.n, args.seed, args.long_fraction, overwrite=args.overwrite)
     except (ValueError, FileExistsError) as error:

@@ -29,6 +29,8 @@ class ZooArgs:
         "help": "KEY=VALUE overrides of a recipe field, repeatable (build only; needs one --only and --out_dir)",
         "action": "extend"})
     out_dir: str | None = field(default=None, metadata={"help": "save there instead of the package zoo (build only)"})
+    update_cards: str | None = field(default=None, metadata={
+        "help": "eval only: write the new figures into the shipped cards, with this note saying why"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = build(name, out_dir=args.out_dir, progress=not args.json, **overrides)
         else:
             results[name] = evaluate(name, args.samples)
+            if args.update_cards:
+                from lisalib.zoo.build import update_card
+
+                update_card(name, results[name], args.update_cards)
         if not args.json:
             print(f"{name}: {json.dumps(results[name].get('metrics', results[name]))}")
     if args.json:

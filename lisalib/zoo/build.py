@@ -91,6 +91,10 @@ def round_to_storage(model: torch.nn.Module, dtype: torch.dtype) -> None:
 def model_card_markdown(card: dict) -> str:
     recipe = "\n".join(f"| {k} | {v} |" for k, v in card["recipe"].items())
     metrics = ", ".join(f"{k} = {v}" for k, v in card["metrics"].items())
+    remeasured = ""
+    if "remeasured" in card:
+        built = ", ".join(f"{k} = {v}" for k, v in card["built_metrics"].items())
+        remeasured = f"\n  Re-measured: {card['remeasured']['note']} At build time: {built}."
     return f"""# {card['name']}
 
 A `{card['class']}` with a `{card['processor']}`, {card['parameters']:,} parameters (stored as
@@ -99,7 +103,7 @@ scratch by this repository on its synthetic shapes world. Load it with plain tra
 `{card['class']}.from_pretrained(<this directory>)`, or `lisalib.zoo` by name.
 
 - Data: {card['data']}.
-- Held-out metrics: {metrics} (aim: {card['aim']['metric']} >= {card['aim']['min']}, met: {card['aim']['met']}).
+- Held-out metrics: {metrics} (aim: {card['aim']['metric']} >= {card['aim']['min']}, met: {card['aim']['met']}).{remeasured}
 - Final training loss (mean of the last 50 steps): {card['final_loss']}.
 - Training time: {card['train_seconds']} s on {card['built_with']['threads']} CPU threads
   (torch {card['built_with']['torch']}, transformers {card['built_with']['transformers']}).
@@ -109,6 +113,22 @@ scratch by this repository on its synthetic shapes world. Load it with plain tra
 |---|---|
 {recipe}
 """
+
+
+def update_card(name: str, metrics: dict, note: str) -> dict:
+    """Write re-measured held-out ``metrics`` into a shipped model's card (weights untouched), keeping the
+    build's own figures under ``built_metrics`` and ``note`` saying why they were measured again."""
+    from lisalib.zoo import zoo_path
+
+    folder = zoo_path(name)
+    card = read_card(name)
+    card.setdefault("built_metrics", card["metrics"])
+    card["metrics"] = metrics
+    card["aim"]["met"] = metrics[card["aim"]["metric"]] >= card["aim"]["min"]
+    card["remeasured"] = {"note": note, "torch": torch.__version__, "transformers": transformers.__version__}
+    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    (folder / "README.md").write_text(model_card_markdown(card))
+    return card
 
 
 def read_card(name: str) -> dict:
