@@ -94,13 +94,11 @@ def recipe_overrides(name: str, items: list[str]) -> dict:
 
 
 def evaluate(name: str, n_scenes: int) -> dict:
-    if ZOO_MODELS[name] == "vlm":
-        from lisalib.zoo.pretrain.vlm import evaluate_vlm
+    """Held-out figures of a shipped zoo model, measured as its build measured them."""
+    from lisalib.zoo.build import _family
 
-        return evaluate_vlm(*load_vlm(name), n_scenes=n_scenes)
-    from lisalib.zoo.pretrain.sam import evaluate_sam
-
-    return evaluate_sam(*load_sam(name), n_scenes=n_scenes)
+    load = load_vlm if ZOO_MODELS[name] == "vlm" else load_sam
+    return _family(name)[2](*load(name), n_scenes=n_scenes)
 
 
 if __name__ == "__main__":

@@ -33,25 +33,13 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
         raise ValueError(f"unknown zoo model {name!r}; the zoo has: {', '.join(ZOO_MODELS)}")
     out_dir = Path(out_dir) if out_dir is not None else BACKBONES_DIR / name
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    recipe_class, pretrain, evaluate, data = _family(name)
+    recipe = recipe_class(**recipe_overrides)
     start = time.perf_counter()
-    if name == "tiny-llava":
-        from lisalib.zoo.pretrain.vlm import VlmRecipe, evaluate_vlm, pretrain_vlm
-
-        recipe = VlmRecipe(**recipe_overrides)
-        model, processor, history = pretrain_vlm(recipe, progress=progress)
-        train_seconds = time.perf_counter() - start
-        round_to_storage(model, STORAGE_DTYPES[name])
-        metrics = evaluate_vlm(model, processor, n_scenes=200)
-        data = "shapes world, scenes (1000, i) for i < train_scenes; held-out scenes (2000, i)"
-    else:
-        from lisalib.zoo.pretrain.sam import SamRecipe, evaluate_sam, pretrain_sam
-
-        recipe = SamRecipe(**recipe_overrides)
-        model, processor, history = pretrain_sam(recipe, progress=progress)
-        train_seconds = time.perf_counter() - start
-        round_to_storage(model, STORAGE_DTYPES[name])
-        metrics = evaluate_sam(model, processor, n_scenes=200)
-        data = "shapes world, scenes (3000, i) for i < train_scenes; held-out scenes (4000, i)"
+    model, processor, history = pretrain(recipe, progress=progress)
+    train_seconds = time.perf_counter() - start
+    round_to_storage(model, STORAGE_DTYPES[name])
+    metrics = evaluate(model, processor, n_scenes=200)
 
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -77,6 +65,19 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     (out_dir / "README.md").write_text(model_card_markdown(card))
     return card
+
+
+def _family(name: str):
+    """(recipe class, pretrain function, evaluate function, data description) of a zoo model."""
+    if ZOO_MODELS[name] == "vlm":
+        from lisalib.zoo.pretrain.vlm import VlmRecipe, evaluate_vlm, pretrain_vlm
+
+        return VlmRecipe, pretrain_vlm, evaluate_vlm, \
+            "shapes world, scenes (1000, i) for i < train_scenes; held-out scenes (2000, i)"
+    from lisalib.zoo.pretrain.sam import SamRecipe, evaluate_sam, pretrain_sam
+
+    return SamRecipe, pretrain_sam, evaluate_sam, \
+        "shapes world, scenes (3000, i) for i < train_scenes; held-out scenes (4000, i)"
 
 
 @torch.no_grad()
