@@ -105,9 +105,10 @@ print(json.dumps(budget))
 # %% [markdown]
 # ## What trains, exactly
 #
-# Counting the `requires_grad` tensors of each model after `set_trainable`. The `seg_row` group counts
-# only the two `<SEG>` rows: a gradient hook zeroes every other row, and a checkpoint stores only those
-# rows. The `vlm` model has one more bridge (`vision_to_sam`) and one encoder fewer.
+# Counting the `requires_grad` tensors of each model after `set_trainable`. The `seg_row` group is the
+# two `<SEG>` rows as peft *trainable tokens*: gradients and AdamW moments exist for those two rows only
+# (not for two 32k-row matrices, as a whole-matrix `requires_grad` would need at 7B), and a checkpoint
+# stores only them. The `vlm` model has one more bridge (`vision_to_sam`) and one encoder fewer.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -116,7 +117,8 @@ for source in ("vlm", "dual"):
     model = build_model(TrainArgs(vision_source=source, **common).resolved())
     counts[source] = dict(model.trainable_counts)  # what set_trainable() unfroze, per group
     counts[source]["total"] = sum(counts[source].values())
-    counts[source]["all"] = sum(p.numel() for p in model.parameters())
+    # the model's parameters; peft's trainable <SEG> rows are copies of rows the two matrices already hold
+    counts[source]["all"] = sum(p.numel() for name, p in model.named_parameters() if "trainable_tokens" not in name)
     del model
     gc.collect()  # one model in memory at a time (a 7B one on the real profile)
     if torch.cuda.is_available():

@@ -145,3 +145,16 @@ def test_shipped_checkpoints_fit_the_shipped_zoo(name, source, synth_data):
     assert model.config.vision_source == source
     result = evaluate(model, open_split(synth_data, "val"), protocols=("teacher_forced",), progress=False)
     assert result["n"] == 6 and 0.0 <= result["giou"] <= 1.0
+
+
+def test_a_checkpoint_folder_and_the_cli_table(trained_run, synth_data, capsys):
+    from lisalib.training.checkpoints import checkpoints
+
+    [checkpoint] = checkpoints(trained_run)  # accelerate's checkpoints/checkpoint_3
+    folder, record = find_weights(checkpoint)
+    assert folder == checkpoint and record["step"] == 3 and record["args"]["vision_source"] == "vlm"
+    assert evaluate_module.main(["--checkpoint", str(checkpoint), "--data", str(synth_data), "--protocol",
+                                 "teacher_forced", "--max_samples", "2", "--no_progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()  # lisalib.cli.format_table
+    assert lines[0].split() == ["model", "protocol", "gIoU", "cIoU", "short", "gIoU", "long", "gIoU", "n"]
+    assert set(lines[1]) == {"-", " "} and lines[2].split()[1:2] == ["teacher_forced"] and len(lines) == 3

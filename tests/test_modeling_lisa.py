@@ -12,10 +12,11 @@ from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPi
 import lisalib.world as shapes
 from lisalib.images import ImageInputError
 from lisalib.lisa.losses import LossWeights, dice_per_mask, mask_losses, sigmoid_bce_per_mask, total_loss
-from lisalib.lisa.modeling import (LisaConfig, LisaForReasoningSegmentation, VisionToSam, VisionToVlm,
-                                   count_vision_passes, postprocess_masks)
+from lisalib.lisa.bridges import VisionToSam, VisionToVlm
+from lisalib.lisa.configuration import LisaConfig
+from lisalib.lisa.modeling import LisaForReasoningSegmentation, count_vision_passes
 from lisalib.constants import LABEL_IGNORE_INDEX as IGNORE_INDEX
-from lisalib.lisa.processing import LisaInputError
+from lisalib.lisa.processing import LisaInputError, postprocess_masks
 from lisalib.zoo.configs import tiny_llava_config, tiny_sam_config
 from lisalib.zoo.tokenizer import build_word_tokenizer
 
@@ -298,18 +299,30 @@ def test_save_and_load_round_trip_exactly(models, scenes, tmp_path, source):
 
 def test_set_trainable_limits_gradients_to_groups_and_seg_row(parts, scenes):
     model = LisaForReasoningSegmentation.from_parts(*parts, vision_source="vlm").train()
+    seg = model.config.seg_token_id
+    rows_before = [model.vlm.get_input_embeddings().weight.detach().clone(),
+                   model.vlm.get_output_embeddings().weight.detach().clone()]
     counts = model.set_trainable()
     assert set(counts) == {"projections", "seg_row", "mask_decoder"}
     assert counts["seg_row"] == 2 * model.config.vlm_config.text_config.hidden_size
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(name.startswith(("vision_to_sam", "seg_projection", "sam.mask_decoder",
-                                              "vlm.model.language_model.embed_tokens", "vlm.lm_head"))
+                                              "vlm.model.language_model.embed_tokens.trainable_tokens_delta",
+                                              "vlm.lm_head.trainable_tokens_delta"))
                              for name in trainable)
+    # peft trainable tokens: the <SEG> rows start where the matrices had them, the matrices stay frozen
+    deltas = model.trainable_groups()["seg_row"]
+    assert [tuple(d.shape) for d in deltas] == [(1, 192), (1, 192)]
+    assert all(torch.equal(d[0], rows[seg]) for d, rows in zip(deltas, rows_before))
     model(**_batch(model, scenes)).loss.backward()
-    grad = model.vlm.get_input_embeddings().weight.grad
-    rows_with_grad = grad.abs().sum(dim=1).nonzero().flatten().tolist()
-    assert rows_with_grad == [model.config.seg_token_id]
+    assert model.vlm.get_input_embeddings().weight.grad is None  # no gradient the size of the vocabulary
+    assert all(d.grad is not None and d.grad.abs().sum() > 0 for d in deltas)
     assert model.vision_to_sam.linear.weight.grad.abs().sum() > 0
+    with torch.no_grad():  # what the forward reads for <SEG> is the trainable row
+        deltas[0].add_(1.0)
+        embedded = model.vlm.get_input_embeddings()(torch.tensor([[seg, seg - 1]]))
+    assert torch.equal(embedded[0, 0], deltas[0][0]) and torch.equal(embedded[0, 1], rows_before[0][seg - 1])
+    assert model.set_trainable() == counts  # a second call adds no second adapter
 
 
 def test_optional_groups_lora_and_llm(parts):

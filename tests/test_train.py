@@ -1,7 +1,12 @@
-"""lisalib.lisa.train: exact resume, trainable-only checkpoints, NaN stop, interruption, LoRA, 4-bit, CLI."""
+"""lisalib.lisa.train: exact resume, trainable-only checkpoints, NaN stop, interruption, LoRA, 4-bit, CLI,
+and two processes reaching what one process reaches."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +14,11 @@ from safetensors.torch import load_file
 
 from lisalib.lisa import train as train_module
 from lisalib.lisa.modeling import LisaForReasoningSegmentation
-from lisalib.lisa.train import (TrainArgs, TrainingStopped, batches_from, checkpoints, epoch_order, parse_args,
-                           read_log, train)
+from lisalib.lisa.train import TrainArgs, TrainingStopped, parse_args, read_log, train
+from lisalib.training.checkpoints import checkpoints
+from lisalib.training.loop import GlobalBatchSampler, SampleKey, epoch_order, shard_layout
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def tiny_args(tmp_path, synth_data, name: str, **overrides) -> TrainArgs:
@@ -26,9 +34,10 @@ def weights(run_dir) -> dict[str, torch.Tensor]:
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, synth_data):
-    straight = tiny_args(tmp_path, synth_data, "straight")
+    # LoRA's dropout draws from the global RNG every step: the restored RNG state matters
+    straight = tiny_args(tmp_path, synth_data, "straight", use_lora=True)
     train(straight)
-    broken = tiny_args(tmp_path, synth_data, "broken")
+    broken = tiny_args(tmp_path, synth_data, "broken", use_lora=True)
     first = train(broken, stop_after=3)  # 3 is not a save point: the stop itself must save
     assert first["finished"] is False and first["step"] == 3
     assert not (tmp_path / "broken" / "final").exists()
@@ -43,6 +52,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, synth_data):
     drop_time = lambda log: [{k: v for k, v in r.items() if k != "seconds"} for r in log]  # noqa: E731
     assert drop_time(log_a) == drop_time(log_b)
     assert [r["step"] for r in log_a] == [1, 2, 3, 4, 5, 6]
+    # accelerate's total_limit (2) pruned the older ones: saved at 2 and 4, and at 6 when finished
+    assert [c.name for c in checkpoints(tmp_path / "straight")] == ["checkpoint_4", "checkpoint_6"]
 
 
 def test_checkpoint_holds_only_trainable_tensors_and_seg_rows(tmp_path, synth_data):
@@ -60,7 +71,17 @@ def test_checkpoint_holds_only_trainable_tensors_and_seg_rows(tmp_path, synth_da
     run = json.loads((tmp_path / "ckpt" / "final" / "run.json").read_text())
     assert run["args"]["vision_source"] == "vlm" and run["base"]["vlm"] is not None
     assert summary["seconds_per_step"] > 0 and summary["samples_per_second"] > 0 and summary["peak_memory_bytes"] > 0
-    assert [c.name for c in checkpoints(tmp_path / "ckpt")] == ["checkpoint-000002"]
+    [folder] = checkpoints(tmp_path / "ckpt")
+    assert folder.name == "checkpoint_2" and folder.parent.name == "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["optimizer.bin", "random_states_0.pkl", "scheduler.bin",
+                                                        "state.json", "trainable.safetensors"]  # no model.safetensors
+    assert load_file(folder / "trainable.safetensors").keys() == state.keys()
+    # AdamW keeps two moments per trained number -- for seg_row two rows, not two embedding matrices -- except
+    # for SAM's IoU-prediction head, which is in the decoder group (as in LISA) but no LISA loss reaches
+    moments = torch.load(folder / "optimizer.bin", weights_only=False)["state"].values()
+    iou_head = sum(v.numel() for k, v in state.items() if "iou_prediction_head" in k)
+    assert iou_head > 0
+    assert sum(v.numel() for m in moments for k, v in m.items() if k != "step") == 2 * (summary["trainable_total"] - iou_head)
 
 
 def test_only_trainable_groups_change(tmp_path, synth_data):
@@ -80,14 +101,14 @@ def test_nan_loss_stops_and_keeps_last_good_state(tmp_path, synth_data, monkeypa
         out = forward(self, *args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 7:  # micro-batch 7 = step 4's first (grad_accum 2)
-            out.loss = out.loss * float("nan")
+            out.loss, out.ce_loss = out.loss * float("nan"), out.ce_loss * float("nan")
         return out
 
     monkeypatch.setattr(LisaForReasoningSegmentation, "forward", poisoned)
     with pytest.raises(TrainingStopped, match="loss is nan at step 4"):
         train(tiny_args(tmp_path, synth_data, "nan"))
     saved = checkpoints(tmp_path / "nan")
-    assert saved[-1].name == "checkpoint-000003"
+    assert saved[-1].name == "checkpoint_3"
     assert json.loads((saved[-1] / "state.json").read_text())["step"] == 3
     assert not (tmp_path / "nan" / "final").exists()
     assert all(torch.isfinite(t).all() for t in load_file(saved[-1] / "trainable.safetensors").values())
@@ -107,7 +128,7 @@ def test_keyboard_interrupt_saves_then_resume_finishes(tmp_path, synth_data, mon
     args = tiny_args(tmp_path, synth_data, "ctrl_c", max_steps=3)
     with pytest.raises(KeyboardInterrupt):
         train(args)
-    assert checkpoints(tmp_path / "ctrl_c")[-1].name == "checkpoint-000001"
+    assert checkpoints(tmp_path / "ctrl_c")[-1].name == "checkpoint_1"
     monkeypatch.setattr(LisaForReasoningSegmentation, "forward", forward)
     assert train(TrainArgs(**{**args.__dict__, "resume": True}))["step"] == 3
 
@@ -146,15 +167,23 @@ def test_data_order_depends_on_seed_and_epoch_only():
     assert epoch_order(10, 0, 0) != epoch_order(10, 0, 1)
     assert sorted(epoch_order(10, 3, 2)) == list(range(10))
 
-    class Five:
-        def __len__(self):
-            return 5
+    batches = list(GlobalBatchSampler(5, 2, seed=0, num_batches=5))
+    assert [{k.epoch for k in b} for b in batches] == [{0}, {0}, {0}, {1}, {1}] and [len(b) for b in batches] == [2, 2, 1, 2, 2]
+    assert [k.index for b in batches[:3] for k in b] == epoch_order(5, 0, 0)
+    assert list(GlobalBatchSampler(5, 2, seed=0, num_batches=5)) == batches  # (seed, epoch) only
 
-    stream = batches_from(Five(), 2, seed=0, start=0)
-    first = [next(stream) for _ in range(5)]
-    assert [e for e, _ in first] == [0, 0, 0, 1, 1] and [len(b) for _, b in first] == [2, 2, 1, 2, 2]
-    resumed = batches_from(Five(), 2, seed=0, start=3)
-    assert next(resumed) == first[3]
+
+def test_shards_of_a_global_batch_count_every_sample_once():
+    keys = [SampleKey(0, i) for i in (4, 1, 3)]
+    # two processes, global batch 4: slices of 2 each; the short batch of 3 splits 2 + 1, padded with None
+    assert shard_layout(keys, 4, 2) == [keys[0], keys[1], keys[2], None]
+    # one sample for two processes: the second gets a stand-in that counts for nothing
+    assert shard_layout(keys[:1], 4, 2) == [keys[0], None, SampleKey(0, 4, weight=0), None]
+    layouts = list(GlobalBatchSampler(5, 4, seed=0, num_batches=2, num_processes=2))
+    assert all(len(b) == 4 for b in layouts)  # what accelerate's split_batches needs
+    assert sorted(k.index for b in layouts for k in b if k is not None and k.weight) == list(range(5))
+    with pytest.raises(ValueError, match="multiple of the number of processes"):
+        GlobalBatchSampler(5, 3, seed=0, num_batches=1, num_processes=2)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -175,6 +204,9 @@ def test_cli_names_follow_the_seed_design(capsys):
     assert (args.vision_source, args.epochs, args.batch_size, args.lr, args.dtype) == ("vlm", 2, 1, 3e-4, "bf16")
     assert args.load_in_4bit is False and args.use_lora
     assert parse_args(["--dual_vision"]).vision_source == "dual"
+    assert parse_args(["--trainable", "projections,seg_row", "--lora_target_modules", "q_proj", "v_proj"]).trainable == (
+        "projections", "seg_row")
+    assert parse_args(["--load_in_4bit", "--no_progress"]).load_in_4bit is True
     assert parse_args([]).load_in_4bit is None  # the profile decides
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--help"])
@@ -200,3 +232,25 @@ def test_missing_train_split_is_written_once(tmp_path):
     stamp = sorted(p.stat().st_mtime_ns for p in folder.iterdir())
     assert ensure_train_split(tmp_path / "data", n=5, seed=1, progress=False) == folder
     assert sorted(p.stat().st_mtime_ns for p in folder.iterdir()) == stamp  # existing data is never rewritten
+
+
+def test_two_processes_reach_the_weights_of_one(tmp_path):
+    """torchrun, 2 CPU processes (gloo), the same global batch of 4 as one process: the short batch of one
+    sample leaves one process a stand-in, gradient accumulation runs under DDP's no_sync."""
+    from lisalib.reasonseg.synth import write_split
+
+    data = tmp_path / "data"
+    write_split(data, "train", 5, seed=1)
+    flags = ["--profile", "tiny", "--data", str(data), "--batch_size", "4", "--grad_accum", "2", "--epochs", "2",
+             "--warmup_steps", "1", "--lr", "1e-3", "--no_progress"]
+    train(parse_args(flags + ["--output_dir", str(tmp_path / "one")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LISALIB_PROFILE": "tiny", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "lisalib.lisa.train", *flags, "--output_dir", str(tmp_path / "two")],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert one.keys() == two.keys()
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-4
+    assert [r["step"] for r in read_log(tmp_path / "two")] == [1, 2]
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["samples_per_second"] > 0

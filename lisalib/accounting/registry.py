@@ -111,7 +111,7 @@ def build_meta_model(config, dtype: torch.dtype = torch.float32) -> nn.Module:
 def projection_layers(vision_dim: int = 1024, llm_dim: int = 4096, sam_dim: int = 256) -> nn.ModuleDict:
     """The Modified LISA's two new bridges, ``vision_to_sam`` and ``seg_token_to_sam`` (Linear + GELU +
     LayerNorm each): the very modules chapter 2's model uses, so the count cannot drift from the model."""
-    from lisalib.lisa.modeling import SegTokenToSam, VisionToSam
+    from lisalib.lisa.bridges import SegTokenToSam, VisionToSam
 
     return nn.ModuleDict(
         {

@@ -21,7 +21,9 @@ from lisalib.accounting import load_config
 from lisalib.bench.flops import count_flops, flops_and_result
 from lisalib.bench.timing import interleaved_samples, medians
 from lisalib.cli import add_dataclass_subparsers, dataclass_parser, from_namespace
-from lisalib.lisa.modeling import LisaConfig, LisaForReasoningSegmentation, VisionToSam, VisionToVlm
+from lisalib.lisa.bridges import VisionToSam, VisionToVlm
+from lisalib.lisa.configuration import LisaConfig
+from lisalib.lisa.modeling import LisaForReasoningSegmentation
 from lisalib.lisa.processing import VISION_SOURCES
 
 DEFAULT_TEXT_TOKENS = 32  # "USER: <image>\n{query} ASSISTANT: {answer}" around the image tokens

@@ -21,11 +21,12 @@ The gap between ``point`` and a trained model is lost on the language side; the 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from torch.utils.data import Subset
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from lisalib.cli import dataclass_parser
 from lisalib.constants import MASK_TARGET_VALUE
 from lisalib.reasonseg.dataset import ReasonSegDataset, eval_answer, question
 from lisalib.reasonseg.masks import centre_point
@@ -41,7 +43,8 @@ from lisalib.reasonseg.synth import synth_record
 from lisalib.lisa.evaluate import json_safe
 from lisalib.lisa.losses import mask_losses, total_loss
 from lisalib.reasonseg.metrics import ReasonSegMetrics
-from lisalib.lisa.modeling import LisaForReasoningSegmentation, postprocess_masks
+from lisalib.lisa.modeling import LisaForReasoningSegmentation
+from lisalib.lisa.processing import postprocess_masks
 from lisalib.world.scenes import COLOURS, SHAPE_KINDS
 from lisalib.training.steps import take_step
 
@@ -214,29 +217,37 @@ def mask_path_ceiling(vision_source: str, train_samples: Sequence[dict], val_sam
                      "n_train": len(train["masks"]), "final_loss": sum(tail) / len(tail)}
 
 
+@dataclass
+class CeilingArgs:
+    """The command line of ``python -m lisalib.lisa.ceiling``."""
+
+    vision_source: Literal["vlm", "dual", "sam"] = field(default="vlm", metadata={
+        "help": "the design whose mask path is trained"})
+    prompt: Literal["point", "appearance", "lm_state"] = field(default="point", metadata={
+        "help": "what stands in for the <SEG> prompt: the target's centre point, its name, or the frozen LM's "
+                "<SEG> state"})
+    data: str = field(default="data/reasonseg_synth", metadata={"help": "ReasonSeg-format root with train/ and val/"})
+    vlm_name: str = field(default="tiny-llava", metadata={"help": "zoo name, directory or hub id"})
+    sam_name: str = field(default="tiny-sam", metadata={"help": "zoo name, directory or hub id"})
+    n_train: int = field(default=1000, metadata={"help": "training samples (the first N of train/)"})
+    n_val: int = field(default=200, metadata={"help": "scored samples (the first N of val/)"})
+    steps: int = field(default=1500, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=8, metadata={"help": "samples per step"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW, cosine schedule)"})
+    seed: int = field(default=0, metadata={"help": "seeds the new modules and the sampling"})
+    json: bool = field(default=False, metadata={"help": "print the figures as JSON"})
+    progress: bool = field(default=True, metadata={"help": "progress bars (--no_progress: none)"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lisalib.lisa.ceiling", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vision_source", choices=("vlm", "dual", "sam"), default="vlm")
-    parser.add_argument("--prompt", choices=PROMPTS, default="point",
-                        help="what stands in for the <SEG> prompt (default: the target's centre point)")
-    parser.add_argument("--data", default="data/reasonseg_synth", help="ReasonSeg-format root with train/ and val/")
-    parser.add_argument("--vlm_name", default="tiny-llava")
-    parser.add_argument("--sam_name", default="tiny-sam")
-    parser.add_argument("--n_train", type=int, default=1000)
-    parser.add_argument("--n_val", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--no_progress", action="store_true")
-    args = parser.parse_args(argv)
+    parser = dataclass_parser(CeilingArgs, "python -m lisalib.lisa.ceiling", __doc__.split("\n\n")[0])
+    (args,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     try:
         train, val = ReasonSegDataset(args.data, "train"), ReasonSegDataset(args.data, "val")
         result = mask_path_ceiling(args.vision_source, Subset(train, range(min(args.n_train, len(train)))),
                                    Subset(val, range(min(args.n_val, len(val)))), args.prompt, args.vlm_name,
                                    args.sam_name, args.steps, args.batch_size, args.lr, args.seed,
-                                   progress=not args.no_progress)
+                                   progress=args.progress)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

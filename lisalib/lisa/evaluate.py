@@ -1,6 +1,6 @@
 """ReasonSeg evaluation of a trained LISA-style model: gIoU / cIoU under two protocols.
 
-``python -m lisalib.lisa.evaluate --checkpoint RUN/final --data DIR [--split val] [--json]``
+``python -m lisalib.lisa.evaluate --checkpoint RUN --data DIR [--split val] [--json]``
 
 - **teacher-forced** (LISA's ``validate()``): the answer ``"<SEG>."`` is given, one forward pass, the
   mask comes from the forced ``<SEG>``. This measures the mask path alone and is what LISA's tables report.
@@ -12,23 +12,26 @@ original size; scoring is :mod:`lisalib.reasonseg.metrics` (ignore pixels remove
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from lisalib.reasonseg.dataset import ReasonSegDataset, eval_answer, question
-from lisalib.reasonseg.synth import synth_record
-from lisalib.reasonseg.metrics import ReasonSegMetrics
+from lisalib.cli import dataclass_parser, format_table
 from lisalib.lisa.modeling import LisaForReasoningSegmentation
+from lisalib.reasonseg.dataset import ReasonSegDataset, eval_answer, question
+from lisalib.reasonseg.metrics import ReasonSegMetrics
+from lisalib.reasonseg.synth import synth_record
+from lisalib.training.checkpoints import CHECKPOINTS_DIR, RUN_FILE, STATE_FILE, TRAINABLE_FILE, checkpoints
 
 PROTOCOLS = ("teacher_forced", "generate")
 
@@ -40,8 +43,6 @@ class CheckpointError(ValueError):
 # ----- loading -----------------------------------------------------------------------------------
 def find_weights(checkpoint: str | Path) -> tuple[Path, dict]:
     """The trainable-weights folder and its run record for a run dir, its ``final/`` or a checkpoint."""
-    from lisalib.lisa.train import CHECKPOINT_PREFIX, RUN_FILE, TRAINABLE_FILE, checkpoints
-
     from lisalib.zoo import RUNS_DIR
 
     path = Path(checkpoint)
@@ -54,17 +55,17 @@ def find_weights(checkpoint: str | Path) -> tuple[Path, dict]:
     elif not (path / TRAINABLE_FILE).is_file() and checkpoints(path):
         path = checkpoints(path)[-1]
     if not (path / TRAINABLE_FILE).is_file():
-        raise CheckpointError(f"{path}: holds no {TRAINABLE_FILE}; give a run folder, its final/ or a "
-                              f"{CHECKPOINT_PREFIX}N folder")
-    record_file = path / RUN_FILE if (path / RUN_FILE).is_file() else path / "state.json"
+        raise CheckpointError(f"{path}: holds no {TRAINABLE_FILE}; give a run folder, its final/ or one of "
+                              f"its {CHECKPOINTS_DIR}/checkpoint_N folders")
+    record_file = path / RUN_FILE if (path / RUN_FILE).is_file() else path / STATE_FILE
     if not record_file.is_file():
-        raise CheckpointError(f"{path}: {RUN_FILE} or state.json is missing, so the base models are unknown")
+        raise CheckpointError(f"{path}: {RUN_FILE} or {STATE_FILE} is missing, so the base models are unknown")
     return path, json.loads(record_file.read_text())
 
 
 def load_trained(checkpoint: str | Path, device: str | None = None) -> LisaForReasoningSegmentation:
     """Rebuild the run's model (same backbones, vision source, LoRA) and load its trained weights."""
-    from lisalib.lisa.train import TRAINABLE_FILE, TrainArgs, build_model, fingerprint, load_trainable_state
+    from lisalib.lisa.train import TrainArgs, build_model, fingerprint, load_trainable_state
 
     folder, record = find_weights(checkpoint)
     known = set(TrainArgs.__dataclass_fields__)
@@ -160,13 +161,20 @@ def breakdown(samples: Sequence[dict], key: str = "query_type", protocol: str = 
     return {name: {"giou": float(np.mean(ious)), "n": len(ious)} for name, ious in ordered}
 
 
+RESULT_HEADERS = ("model", "protocol", "gIoU", "cIoU", "short gIoU", "long gIoU", "n")
+
+
+def results_rows(results: dict[str, dict]) -> list[tuple]:
+    """One row per model and protocol: gIoU / cIoU overall, gIoU of short and long queries, n."""
+    return [(name, protocol, m["giou"], m["ciou"], m["short"]["giou"], m["long"]["giou"], m["n"])
+            for name, result in results.items() for protocol, m in result["protocols"].items()]
+
+
 def results_table(results: dict[str, dict], digits: int = 3) -> str:
-    """A Markdown table of gIoU / cIoU per model, protocol and query length."""
-    lines = ["| model | protocol | gIoU | cIoU | short gIoU | long gIoU | n |", "|---|---|---|---|---|---|---|"]
-    for name, result in results.items():
-        for protocol, m in result["protocols"].items():
-            lines.append(f"| {name} | {protocol} | {m['giou']:.{digits}f} | {m['ciou']:.{digits}f} | "
-                         f"{m['short']['giou']:.{digits}f} | {m['long']['giou']:.{digits}f} | {m['n']} |")
+    """:func:`results_rows` as a Markdown table (what the notebooks print)."""
+    lines = ["| " + " | ".join(RESULT_HEADERS) + " |", "|" + "---|" * len(RESULT_HEADERS)]
+    for name, protocol, *scores, n in results_rows(results):
+        lines.append("| " + " | ".join([str(name), protocol, *(f"{v:.{digits}f}" for v in scores), str(n)]) + " |")
     return "\n".join(lines)
 
 
@@ -178,18 +186,25 @@ def json_safe(value, digits: int = 4):
     return value
 
 
+@dataclass
+class EvaluateArgs:
+    """The command line of ``python -m lisalib.lisa.evaluate``."""
+
+    checkpoint: str = field(metadata={"help": "a training run folder, its final/, one of its checkpoints, or a "
+                                              "shipped run (tiny-lisa-vlm, tiny-lisa-dual)"})
+    data: str = field(metadata={"help": "ReasonSeg-format root (with SPLIT/) or a folder of samples"})
+    split: str = field(default="val", metadata={"help": "sub-folder of --data to evaluate"})
+    protocol: Literal["teacher_forced", "generate", "both"] = field(default="both", metadata={
+        "help": "teacher_forced: LISA's validation (answer '<SEG>.' given); generate: the model's own answer"})
+    max_samples: int | None = field(default=None, metadata={"help": "evaluate only the first N samples"})
+    batch_size: int = field(default=8, metadata={"help": "images per forward pass"})
+    json: bool = field(default=False, metadata={"help": "print the figures as JSON"})
+    progress: bool = field(default=True, metadata={"help": "a progress bar (--no_progress: none)"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lisalib.lisa.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a training run folder, its final/, or a checkpoint-N/")
-    parser.add_argument("--data", required=True, help="ReasonSeg-format root (with SPLIT/) or a folder of samples")
-    parser.add_argument("--split", default="val", help="sub-folder of --data to evaluate (default val)")
-    parser.add_argument("--protocol", choices=[*PROTOCOLS, "both"], default="both")
-    parser.add_argument("--max_samples", type=int, help="evaluate only the first N samples")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--no_progress", dest="progress", action="store_false")
-    args = parser.parse_args(argv)
+    parser = dataclass_parser(EvaluateArgs, "python -m lisalib.lisa.evaluate", __doc__)
+    (args,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     protocols = PROTOCOLS if args.protocol == "both" else (args.protocol,)
     try:
         model = load_trained(args.checkpoint)
@@ -202,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(json_safe(result), indent=2))
     else:
-        print(results_table({args.checkpoint: result}))
+        print(format_table(results_rows({args.checkpoint: result}), RESULT_HEADERS))
     return 0
 
 

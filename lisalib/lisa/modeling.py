@@ -1,32 +1,15 @@
-"""LISA-style reasoning segmentation with one model class and three ways of encoding the image.
+"""LISA-style reasoning segmentation: one model class, three ways of encoding the image.
 
-LISA (Lai et al., CVPR 2024) lets a multimodal LLM answer with a special ``<SEG>`` token. The LLM's
-last-layer hidden state for it is projected into SAM's prompt space, and SAM's mask decoder turns it
-into a mask. ``LisaConfig.vision_source`` chooses where the image features come from:
-
-========  ==============================================  =================================================  ======
-source    the LLM reads                                   SAM's mask decoder reads                           passes
-========  ==============================================  =================================================  ======
-``dual``  CLIP -> LLaVA projector                         SAM's own ViT (original LISA)                      2
-``vlm``   CLIP -> LLaVA projector                         the same CLIP grid -> ``vision_to_sam``            1
-``sam``   SAM's ViT -> ``vision_to_vlm`` -> projector     SAM's own ViT                                      1
-========  ==============================================  =================================================  ======
-
-The backbones are the stock transformers classes (``LlavaForConditionalGeneration``, ``SamModel``),
-loaded through :mod:`lisalib.zoo`; this module only adds the bridges (``vision_to_sam``,
-``vision_to_vlm``, the ``<SEG>`` projection) and the forward pass that wires them. An encoder a
-single-pass model never runs is not built at all.
-
-Which hidden state feeds SAM (``seg_hidden_state``)? A causal LM's state at position j is what it uses
-to predict token j+1. LISA takes the state of the token *preceding* ``<SEG>`` -- the one that decided to
-emit ``<SEG>`` (its mask is ``input_ids[j+1] == [SEG]`` shifted by the image tokens, reference notes
-section 1). ``"seg"`` takes the state at ``<SEG>``'s own position instead (Sa2VA's choice): it has also
-read the learned ``<SEG>`` embedding. Both are located on the token ids after the image tokens have been
-expanded, so no "255 image tokens" offset arithmetic is needed.
+LISA (Lai et al., CVPR 2024) lets a multimodal LLM answer with a special ``<SEG>`` token; the LLM's
+last-layer hidden state for it is projected into SAM's prompt space and SAM's mask decoder turns it into
+a mask. The backbones are the stock transformers classes (``LlavaForConditionalGeneration``,
+``SamModel``), loaded through :mod:`lisalib.zoo`; this module wires them with the bridges of
+:mod:`lisalib.lisa.bridges` as ``LisaConfig.vision_source`` says (:mod:`lisalib.lisa.configuration`). An
+encoder a single-pass model never runs is not built at all. ``<SEG>`` states are located on the token
+ids after the image tokens have been expanded, so no "255 image tokens" offset arithmetic is needed.
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,139 +18,16 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from transformers import LlavaConfig, LlavaForConditionalGeneration, PreTrainedConfig, PreTrainedModel, SamConfig, SamModel
+from transformers import LlavaForConditionalGeneration, PreTrainedModel, SamModel
 from transformers.utils import ModelOutput
 from transformers.utils import logging as transformers_logging
 
-from lisalib.lisa.losses import LossWeights, mask_losses, total_loss
-from lisalib.lisa.processing import VISION_SOURCES, LisaInputError, LisaProcessor
-
-SEG_HIDDEN_STATES = ("preceding", "seg")
-SEG_PROJECTIONS = ("seg_token_to_sam", "text_hidden_fcs")
-TRAINABLE_GROUPS = ("projections", "seg_row", "mask_decoder", "lora", "llm")
-DEFAULT_TRAINABLE = ("projections", "seg_row", "mask_decoder")  # LISA's set, minus LoRA
-
-
-class LisaConfig(PreTrainedConfig):
-    """The two backbone configs plus the choices this chapter compares."""
-
-    model_type = "lisa"
-    sub_configs_defaults = {"vlm_config": LlavaConfig, "sam_config": SamConfig}
-
-    vlm_config: dict | PreTrainedConfig | None = None
-    sam_config: dict | PreTrainedConfig | None = None
-    vision_source: str = "dual"  # "dual" (LISA), "vlm" or "sam" (single pass)
-    seg_token_id: int | None = None
-    seg_hidden_state: str = "preceding"  # "preceding" (LISA) or "seg" (the <SEG> position itself)
-    seg_projection: str = "seg_token_to_sam"  # seed's Linear-GELU-LayerNorm, or LISA's "text_hidden_fcs"
-    ce_loss_weight: float = 1.0
-    bce_loss_weight: float = 2.0
-    dice_loss_weight: float = 0.5
-    initializer_range: float = 0.02
-
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        for name, value, allowed in (("vision_source", self.vision_source, VISION_SOURCES),
-                                     ("seg_hidden_state", self.seg_hidden_state, SEG_HIDDEN_STATES),
-                                     ("seg_projection", self.seg_projection, SEG_PROJECTIONS)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if not isinstance(self.vlm_config.vision_feature_layer, int):
-            raise ValueError("vision_feature_layer must be a single layer index for the CLIP -> SAM bridge")
-
-    @property
-    def loss_weights(self) -> LossWeights:
-        return LossWeights(self.ce_loss_weight, self.bce_loss_weight, self.dice_loss_weight)
-
-    @property
-    def vlm_grid(self) -> int:
-        """Side of CLIP's patch grid (24 for ViT-L/14 at 336 px, 8 for the tiny tower)."""
-        vision = self.vlm_config.vision_config
-        return vision.image_size // vision.patch_size
-
-    @property
-    def sam_grid(self) -> int:
-        """Side of SAM's image embedding (64 at 1024 px, 16 for tiny SAM)."""
-        return self.sam_config.prompt_encoder_config.image_embedding_size
-
-    @property
-    def sam_channels(self) -> int:
-        return self.sam_config.mask_decoder_config.hidden_size
-
-
-# ----- bridges -------------------------------------------------------------------------------------
-class VisionToSam(nn.Module):
-    """CLIP patch features ``[B, g*g, D]`` -> a SAM image embedding ``[B, C, S, S]``.
-
-    Linear -> GELU -> LayerNorm to SAM's channel count (seed design), then the token sequence is laid
-    back on its g x g grid and bilinearly resized to SAM's S x S (24 -> 64 real, 8 -> 16 tiny).
-    """
-
-    def __init__(self, vision_dim: int, sam_channels: int, sam_grid: int):
-        super().__init__()
-        self.linear = nn.Linear(vision_dim, sam_channels)
-        self.act = nn.GELU()
-        self.norm = nn.LayerNorm(sam_channels)
-        self.sam_grid = sam_grid
-
-    def forward(self, patch_features: torch.Tensor) -> torch.Tensor:
-        tokens = self.norm(self.act(self.linear(patch_features.to(self.linear.weight))))  # its device and dtype
-        batch, length, channels = tokens.shape
-        side = math.isqrt(length)
-        if side * side != length:
-            raise ValueError(f"{length} patch tokens do not form a square grid")
-        grid = tokens.transpose(1, 2).reshape(batch, channels, side, side)  # CLIP patches are row-major
-        return F.interpolate(grid, size=(self.sam_grid, self.sam_grid), mode="bilinear", align_corners=False)
-
-
-class VisionToVlm(nn.Module):
-    """A SAM image embedding ``[B, C, S, S]`` -> CLIP-like patch features ``[B, g*g, D]``.
-
-    SAM's S x S grid is average-pooled to CLIP's g x g (so the LLM sees as many image tokens as LLaVA
-    was trained with), then Linear -> GELU -> LayerNorm into CLIP's feature width; LLaVA's own projector
-    takes it from there.
-    """
-
-    def __init__(self, sam_channels: int, vision_dim: int, vlm_grid: int):
-        super().__init__()
-        self.linear = nn.Linear(sam_channels, vision_dim)
-        self.act = nn.GELU()
-        self.norm = nn.LayerNorm(vision_dim)
-        self.vlm_grid = vlm_grid
-
-    def forward(self, image_embeddings: torch.Tensor) -> torch.Tensor:
-        pooled = F.adaptive_avg_pool2d(image_embeddings.to(self.linear.weight), self.vlm_grid)
-        tokens = pooled.flatten(2).transpose(1, 2)
-        return self.norm(self.act(self.linear(tokens)))
-
-
-class SegTokenToSam(nn.Module):
-    """The seed design's ``seg_token_to_sam``: Linear -> GELU -> LayerNorm, LLM width -> SAM prompt width."""
-
-    def __init__(self, llm_dim: int, sam_channels: int):
-        super().__init__()
-        self.linear = nn.Linear(llm_dim, sam_channels)
-        self.act = nn.GELU()
-        self.norm = nn.LayerNorm(sam_channels)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.act(self.linear(hidden.to(self.linear.weight))))
-
-
-class TextHiddenFcs(nn.Module):
-    """LISA's ``text_hidden_fcs``: Linear(d, d) -> ReLU -> Linear(d, 256) -> Dropout(0)."""
-
-    def __init__(self, llm_dim: int, sam_channels: int):
-        super().__init__()
-        self.fc1 = nn.Linear(llm_dim, llm_dim)
-        self.act = nn.ReLU()
-        self.fc2 = nn.Linear(llm_dim, sam_channels)
-        self.dropout = nn.Dropout(0.0)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.fc2(self.act(self.fc1(hidden.to(self.fc1.weight)))))
+from lisalib.lisa.bridges import SegTokenToSam, TextHiddenFcs, VisionToSam, VisionToVlm
+from lisalib.lisa.configuration import LisaConfig
+from lisalib.lisa.losses import mask_losses, total_loss
+from lisalib.lisa.processing import LisaInputError, LisaProcessor, postprocess_masks
+from lisalib.training.recipes import DEFAULT_GROUPS, check_groups, seg_row_config
 
 
 # ----- outputs -------------------------------------------------------------------------------------
@@ -201,20 +61,6 @@ class SegmentationResult:
     mask_logits: torch.Tensor  # [n_seg, H, W] float
 
 
-def postprocess_masks(low_res: torch.Tensor, original_size: Sequence[int], reshaped_size: Sequence[int],
-                      pad_size: int) -> torch.Tensor:
-    """LISA's post-processing: low-res logits -> SAM's padded square -> crop the image part -> original size.
-
-    Same arithmetic as ``SamImageProcessor.post_process_masks(binarize=False)`` (a test checks it), kept
-    here so that training losses are computed inside ``forward`` without a processor.
-    """
-    masks = F.interpolate(low_res[:, None].float(), size=(pad_size, pad_size), mode="bilinear", align_corners=False)
-    masks = masks[..., : int(reshaped_size[0]), : int(reshaped_size[1])]
-    masks = F.interpolate(masks, size=(int(original_size[0]), int(original_size[1])), mode="bilinear",
-                          align_corners=False)
-    return masks[:, 0]
-
-
 # ----- the model -----------------------------------------------------------------------------------
 class LisaForReasoningSegmentation(PreTrainedModel):
     """LLaVA + SAM + bridges; see the module docstring. Build it with :meth:`from_parts`."""
@@ -243,7 +89,6 @@ class LisaForReasoningSegmentation(PreTrainedModel):
         projection = SegTokenToSam if config.seg_projection == "seg_token_to_sam" else TextHiddenFcs
         self.seg_projection = projection(llm_dim, config.sam_channels)
         self.processor: LisaProcessor | None = None
-        self._seg_row_hooks: list = []
         self.post_init()
 
     # ----- construction ------------------------------------------------------------------------------
@@ -532,36 +377,38 @@ class LisaForReasoningSegmentation(PreTrainedModel):
 
     # ----- what trains -------------------------------------------------------------------------------
     def trainable_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameter groups the projection-training chapter unfreezes.
+        """The parameters of each of :data:`lisalib.training.recipes.TRAINABLE_GROUPS`.
 
-        ``projections``: the bridges (new, random); ``seg_row``: the input-embedding and ``lm_head``
-        matrices, of which only the ``<SEG>`` row should change (see :meth:`set_trainable`);
-        ``mask_decoder``: SAM's decoder (LISA trains it fully); ``lora``: peft adapters, if any were injected;
-        ``llm``: the whole language model (an ablation, not LISA's recipe).
+        ``seg_row`` is the ``<SEG>`` row of the input embeddings and of ``lm_head`` as peft trainable tokens
+        (one ``[1, D]`` tensor each, empty until :meth:`set_trainable` adds them); ``lora`` is empty until
+        adapters are injected (``lisalib.lisa.train.add_lora``).
         """
         bridges = [getattr(self, name) for name in ("vision_to_sam", "vision_to_vlm", "seg_projection")
                    if hasattr(self, name)]
+        language = self.vlm.model.language_model
         return {
             "projections": [p for module in bridges for p in module.parameters()],
-            "seg_row": [self.vlm.get_input_embeddings().weight, self.vlm.get_output_embeddings().weight],
+            "seg_row": [p for name, p in self.vlm.named_parameters() if "trainable_tokens_delta" in name],
             "mask_decoder": list(self.sam.mask_decoder.parameters()),
             "lora": [p for name, p in self.named_parameters() if "lora_" in name],
-            # not a LISA group: the whole LLM, for the ablation "what if the language backbone were not frozen"
-            "llm": [p for name, p in self.vlm.model.language_model.named_parameters() if "lora_" not in name],
+            "llm": [p for name, p in language.named_parameters()
+                    if "lora_" not in name and "trainable_tokens_" not in name],
         }
 
-    def set_trainable(self, groups: Sequence[str] = DEFAULT_TRAINABLE) -> dict[str, int]:
-        """Freeze everything, then unfreeze ``groups``; returns trainable parameter counts per group.
+    def add_seg_row_tokens(self) -> None:
+        """Make the ``<SEG>`` rows trainable tokens (peft): gradients and optimizer state exist for those two
+        rows only, not for the whole embedding and ``lm_head`` matrices (about 3 GiB at 7B in fp32 + AdamW).
+        A no-op when they are there already (``add_lora`` adds them together with the adapters)."""
+        from peft import inject_adapter_in_model
 
-        For ``seg_row`` a gradient hook zeroes every row but ``<SEG>``'s, so the optimizer sees gradient
-        only there (use weight_decay=0 for that group, or decay would still move the other rows).
-        """
-        unknown = set(groups) - set(TRAINABLE_GROUPS)
-        if unknown:
-            raise ValueError(f"unknown trainable group(s) {sorted(unknown)}; choose from {TRAINABLE_GROUPS}")
-        for handle in self._seg_row_hooks:
-            handle.remove()
-        self._seg_row_hooks = []
+        if not self.trainable_groups()["seg_row"]:
+            inject_adapter_in_model(seg_row_config(self.config.seg_token_id), self.vlm)
+
+    def set_trainable(self, groups: Sequence[str] = DEFAULT_GROUPS) -> dict[str, int]:
+        """Freeze everything, then unfreeze ``groups``; returns trainable parameter counts per group."""
+        groups = check_groups(groups)
+        if "seg_row" in groups:
+            self.add_seg_row_tokens()
         self.requires_grad_(False)
         available = self.trainable_groups()
         if "lora" in groups and not available["lora"]:
@@ -572,12 +419,6 @@ class LisaForReasoningSegmentation(PreTrainedModel):
             for param in available[group]:
                 param.requires_grad_(True)
             counts[group] = sum(p.numel() for p in available[group])
-        if "seg_row" in groups:
-            for weight in available["seg_row"]:
-                row_mask = torch.zeros_like(weight[:, :1])
-                row_mask[self.config.seg_token_id] = 1
-                self._seg_row_hooks.append(weight.register_hook(lambda grad, m=row_mask: grad * m))
-            counts["seg_row"] = sum(w.shape[1] for w in available["seg_row"])
         return counts
 
 

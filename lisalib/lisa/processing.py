@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from transformers import AddedToken, LlavaProcessor, SamProcessor
 
@@ -198,6 +199,20 @@ class LisaProcessor:
     def decode(self, token_ids: torch.Tensor) -> str:
         """Generated ids to text; <SEG> stays visible, </s> and padding do not."""
         return self.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+
+
+def postprocess_masks(low_res: torch.Tensor, original_size: Sequence[int], reshaped_size: Sequence[int],
+                      pad_size: int) -> torch.Tensor:
+    """LISA's post-processing: low-res logits -> SAM's padded square -> crop the image part -> original size.
+
+    Same arithmetic as ``SamImageProcessor.post_process_masks(binarize=False)`` (a test checks it), a
+    function of tensors so that training losses are computed inside the model's ``forward``.
+    """
+    masks = F.interpolate(low_res[:, None].float(), size=(pad_size, pad_size), mode="bilinear", align_corners=False)
+    masks = masks[..., : int(reshaped_size[0]), : int(reshaped_size[1])]
+    masks = F.interpolate(masks, size=(int(original_size[0]), int(original_size[1])), mode="bilinear",
+                          align_corners=False)
+    return masks[:, 0]
 
 
 def _as_list(value) -> list:

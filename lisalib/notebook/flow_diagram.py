@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyBboxPatch
 
-from lisalib.lisa.modeling import LisaConfig
+from lisalib.lisa.configuration import LisaConfig
 
 COLOURS = {"encoder": "#f4a259", "bridge": "#8cc084", "pretrained": "#b8c4d6", "io": "#eeeeee"}
 TITLES = {"dual": "dual (original LISA): 2 vision passes",

@@ -1,2 +1,3 @@
-"""Machinery shared by every chapter that trains: the accelerate loop, trainable-only checkpoints,
-trainable groups and their peft configs, optimizer steps."""
+"""Machinery shared by every chapter that trains: the accelerate loop (``loop``), trainable-only
+checkpoints (``checkpoints``), the loop's arguments (``arguments``), trainable groups and their peft configs
+(``recipes``), and the plain optimizer step (``steps``)."""
