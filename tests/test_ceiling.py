@@ -31,13 +31,17 @@ def test_only_the_mask_path_trains_and_the_loss_falls(source, synth_data):
     encoded = path.encode(samples, progress=False)
     assert len(encoded["masks"]) == 4 and encoded["points"].shape == (4, 2)
     assert ((encoded["points"] >= 0) & (encoded["points"] <= 128)).all()  # SAM's 128 px input frame
+    before = path.evaluate(encoded)["giou"]
     history = path.train(encoded, steps=40, batch_size=4, lr=3e-3, progress=False)
     assert np.mean(history[-5:]) < np.mean(history[:5])  # it fits four samples from their centre points
     assert torch.equal(model.vlm.model.language_model.layers[0].self_attn.q_proj.weight, llm_before)
     assert not torch.equal(model.sam.mask_decoder.mask_tokens.weight, decoder_before)
     assert not any(p.requires_grad for p in model.parameters())  # left frozen afterwards
     result = path.evaluate(encoded)
-    assert result["n"] == 4 and 0.0 <= result["giou"] <= 1.0
+    # measured (one thread): vlm 0.002 -> 0.861 (its bridge starts random), dual 0.944 -> 0.992 (tiny-sam
+    # already answers a click); the fit must clearly improve on where it started
+    assert result["n"] == 4 and result["giou"] > before
+    assert result["giou"] == pytest.approx({"vlm": 0.861, "dual": 0.992}[source], abs=0.03)
 
 
 def test_cli_prints_json_and_rejects_a_missing_folder(synth_data, tmp_path, capsys):
@@ -70,6 +74,7 @@ def test_other_prompts_train_their_own_parameters_and_leave_the_llm_alone(prompt
         assert encoded["states"].shape == (4, model.config.vlm_config.text_config.hidden_size)
     else:  # the target's name, as the synthetic set wrote it
         assert [TARGET_NAMES[i] for i in encoded["names"]] == [target_name(s) for s in samples]
+    before = path.evaluate(encoded)["giou"]
     history = path.train(encoded, steps=40, batch_size=4, lr=3e-3, progress=False)
     assert np.mean(history[-5:]) < np.mean(history[:5])
     assert torch.equal(model.vlm.model.language_model.layers[-1].mlp.down_proj.weight, llm_before)

@@ -43,10 +43,13 @@ def test_both_protocols_and_hand_checked_teacher_forced_iou(trained_run, synth_d
     dataset = open_split(synth_data, "val")
     result = evaluate(model, dataset, max_samples=4, batch_size=3, keep_predictions=True, progress=False)
     assert result["n"] == 4 and set(result["protocols"]) == {"teacher_forced", "generate"}
-    for figures in result["protocols"].values():
-        assert 0.0 <= figures["giou"] <= 1.0 + 1e-9 and 0.0 <= figures["ciou"] <= 1.0
+    for protocol, figures in result["protocols"].items():  # gIoU is the mean of the per-sample IoUs
+        ious = [r[f"iou_{protocol}"] for r in result["samples"]]
+        assert figures["giou"] == pytest.approx(np.mean(ious)) and 0.0 <= figures["ciou"] <= 1.0
         assert figures["short"]["n"] + figures["long"]["n"] == 4
-    assert 0.0 <= result["protocols"]["generate"]["seg_rate"] <= 1.0
+    has_seg = [r["has_seg"] for r in result["samples"]]
+    assert result["protocols"]["generate"]["seg_rate"] == pytest.approx(np.mean(has_seg))
+    assert all(r["iou_generate"] == 0.0 for r in result["samples"] if not r["has_seg"])  # no <SEG>, empty mask
     assert result["giou"] == result["protocols"]["teacher_forced"]["giou"]
 
     item = dataset[2]

@@ -4,7 +4,8 @@ The mask terms are computed on logits already resized to each image's original r
 over pixels within a mask and then over all masks of the batch (N + 1e-8 in the denominator, so a batch
 without masks contributes 0). Dice uses LISA's scale s = 1000 and eps = 1e-6:
 D = 1 - (2*sum(p*y) + s*eps) / (sum(p) + sum(y) + s*eps), p = sigmoid(logits). The large scale keeps an
-empty ground truth from dominating the loss (see /work/shared/reference/lisa.md, section 2).
+empty ground truth from dominating the loss. Source: ``dice_loss``, ``sigmoid_ce_loss`` and
+``LISAForCausalLM.forward`` in ``model/LISA.py`` of https://github.com/dvlab-research/LISA.
 """
 from __future__ import annotations
 

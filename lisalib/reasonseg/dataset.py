@@ -1,4 +1,5 @@
-"""ReasonSeg, read exactly as LISA reads it (``utils/data_processing.py: get_mask_from_json``).
+"""ReasonSeg, read exactly as LISA reads it (``get_mask_from_json`` in ``utils/data_processing.py`` of
+https://github.com/dvlab-research/LISA; the data: the ReasonSeg release linked from that README).
 
 A sample is an image plus a LabelMe-style JSON with the same stem::
 

@@ -1,4 +1,5 @@
-"""gIoU and cIoU exactly as LISA computes them (``utils/utils.py``, ``train_ds.py: validate``).
+"""gIoU and cIoU exactly as LISA computes them (``intersectionAndUnionGPU`` in ``utils/utils.py`` and
+``validate`` in ``train_ds.py`` of https://github.com/dvlab-research/LISA).
 
 Per mask, with V = ground truth != 255 (ignore pixels removed), P = prediction inside V, G = ground
 truth == 1: I = |P & G|, U = |P| + |G| - I and IoU = I / (U + 1e-5), plus 1.0 when U = 0 (an empty

@@ -1,4 +1,5 @@
-"""Polygons to masks with the very OpenCV calls LISA's ``get_mask_from_json`` makes.
+"""Polygons to masks with the very OpenCV calls LISA's ``get_mask_from_json`` makes (``utils/data_processing.py``
+in https://github.com/dvlab-research/LISA).
 
 One rasteriser for everything: ReasonSeg ground truth (real or synthetic) and the shapes world's own
 masks (:mod:`lisalib.world.scenes`) both come from :func:`polygon_to_mask`, so the masks a model trains
