@@ -147,7 +147,9 @@ def test_shipped_checkpoints_fit_the_shipped_zoo(name, source, synth_data):
     model = load_trained(name)
     assert model.config.vision_source == source
     result = evaluate(model, open_split(synth_data, "val"), protocols=("teacher_forced",), progress=False)
-    assert result["n"] == 6 and 0.0 <= result["giou"] <= 1.0
+    # the shipped runs on these 6 samples, measured when they were trained (one thread); a changed base,
+    # raster or loader moves them
+    assert result["n"] == 6 and result["giou"] == pytest.approx({"vlm": 0.1678, "dual": 0.2410}[source], abs=2e-3)
 
 
 def test_a_checkpoint_folder_and_the_cli_table(trained_run, synth_data, capsys):
