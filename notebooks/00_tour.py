@@ -126,8 +126,8 @@ for qa, answer in zip(questions, answers):
 # One scene proves little. Held-out scenes (seeds the model never saw) give the accuracy per question
 # type; the zoo's card records the same measurement on 200 scenes (qa 0.924, aim 0.90). Be honest about
 # what you see: `tiny-llava` answers most questions, position included, far better than chance
-# (9 possible places, 6 colours, 6 counts), but it is not perfect: counting (0.84 on the card) and
-# naming a shape's kind (0.88) are its weakest question types, and reasoning queries (0.78, not part of
+# (9 possible places, 6 colours, 6 counts), but it is not perfect: counting (0.795 on the card) and
+# naming a shape's kind (0.89) are its weakest question types, and reasoning queries (0.755, not part of
 # the 0.90 bar) are harder still. Its card says how its recipe got there.
 
 # %%

@@ -82,9 +82,9 @@ if profile.name == "tiny":
 # `USE_LORA` adds LoRA adapters to the LLM (LISA does; on the tiny model it lets the LLM learn LISA's
 # answer templates, which the generation protocol of chapter 4 needs). `LOAD_IN_4BIT` loads the LLM in
 # NF4 with bitsandbytes -- the real profile's default, so that LLaVA-1.5-7B + SAM ViT-B train inside an
-# 8 GB GPU (chapter 1: about 4.3 GiB of weights); it also runs on a CPU, slowly. On the tiny profile the
-# budget is a few hundred optimizer steps per model; the real profile uses batch 1 with 8-step
-# accumulation, as a free Colab GPU allows.
+# 8 GB GPU (chapter 1: 3.8 GiB of weights, 4.8 GiB for the whole training step with gradient
+# checkpointing); it also runs on a CPU, slowly. On the tiny profile the budget is 150 optimizer steps per
+# model; the real profile uses batch 1 with 8-step accumulation, as a free Colab GPU allows.
 
 # %%
 USE_LORA = True
@@ -183,7 +183,7 @@ record("ch3 training time per step, dual / vlm", round(step_ratio, 2), "x", f"{p
 # ## A first look at the result
 #
 # Teacher-forced gIoU on the first 32 validation samples, after this short budget. Chapter 4 evaluates
-# the checkpoints shipped with the package, trained for 10 minutes each by the command recorded with
+# the checkpoints shipped with the package, trained for 1,500 steps each by the command recorded with
 # them.
 
 # %%
@@ -201,11 +201,11 @@ for source in ("vlm", "dual"):
 print(results_table(quick))
 
 # %% [markdown]
-# ## The 10-minute runs shipped with the package
+# ## The 1,500-step runs shipped with the package
 #
 # `lisalib/zoo/checkpoints/runs/tiny-lisa-{vlm,dual}` hold the trainable tensors (under a megabyte each), the
-# step log and the benchmark of longer runs with the identical recipe; each `run.json` records its exact
-# arguments. Their loss curves:
+# step log and the benchmark of longer runs with the same recipe (1,500 steps instead of 150, 50 warm-up
+# steps instead of 20); each `run.json` records its exact arguments. Their loss curves:
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -231,8 +231,9 @@ plt.show()
 # With `LISALIB_PROFILE=real` (the default on a GPU) the same cells load `llava-hf/llava-1.5-7b-hf` in
 # NF4 and `facebook/sam-vit-base`, add the same bridges (`vision_to_sam`: 1024 → 256 channels, 24×24 →
 # 64×64), and train batch 1 × 8 accumulation with gradient checkpointing and LoRA. Chapter 1's
-# accounting puts the weights at about 4.3 GiB; activations for one 600-token sequence with gradient
-# checkpointing stay well under the rest of an 8 GB card. The training command outside a notebook:
+# accounting puts the weights at 3.8 GiB and this training step at 4.8 GiB in all: activations for one
+# 640-token sample with gradient checkpointing (0.3 GiB) stay well under the rest of an 8 GB card. The
+# training command outside a notebook:
 #
 # ```bash
 # accelerate launch -m lisalib.lisa.train --profile real --use_vlm_vision --use_lora --batch_size 1 \

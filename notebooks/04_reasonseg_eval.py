@@ -73,10 +73,10 @@ if profile.name == "tiny":
 # %% [markdown]
 # ## Data and models
 #
-# The validation split: 200 samples (ReasonSeg's val has 200 too), half short referring phrases, half long
-# queries that need reasoning. On the tiny profile the checkpoints are the ones shipped with the package
-# (10 minutes of CPU training each, same recipe for both designs, the command in each `run.json`); on the
-# real profile they are chapter 3's runs.
+# The validation split: 200 samples (ReasonSeg's val has 200 too), about half short referring phrases (97),
+# half long queries that need reasoning. On the tiny profile the checkpoints are the ones shipped with the
+# package (1,500 steps of CPU training each, 3.5 and 4.6 min on one thread in chapter 3, same recipe for
+# both designs, the command in each `run.json`); on the real profile they are chapter 3's runs.
 
 # %%
 DATA = Path("data/reasonseg_synth")
@@ -111,8 +111,9 @@ for source, result in results.items():
 
 # %% [markdown]
 # Reading it: teacher-forced and generated figures differ by the samples where the model did not write
-# `<SEG>` (an empty mask, IoU 0) and by the different hidden state a generated answer leads to. gIoU
-# above cIoU means the models do better on small targets than large ones (cIoU weights by pixels).
+# `<SEG>` (an empty mask, IoU 0) and by the different hidden state a generated answer leads to. Here both
+# models wrote `<SEG>` in every answer, so only the second counts: 0.002 gIoU at most. gIoU below cIoU
+# means the models do worse on small targets than on large ones (cIoU weights by pixels).
 #
 # ## By query type
 #
@@ -146,17 +147,19 @@ plt.show()
 # The eight `vlm` samples with the lowest teacher-forced IoU: ground truth green, prediction magenta,
 # ignore region grey. The tiny models' typical failure is not a ragged outline but the wrong *choice*:
 # with two or three shapes the mask often covers all of them, with five or six it is often empty. The
-# mask decoder segments shapes well (tiny-sam reaches mIoU 0.89 from a point, chapter 0), but the
+# mask decoder segments shapes well (tiny-sam reaches mIoU 0.90 from a point, chapter 0), but the
 # `<SEG>` state of a 2.8M-parameter VLM carries little of *which* shape was meant. Linear probes on the
-# shipped `vlm` model's state (fitted on 1,200 training samples, read on these 200) recover the target's
-# colour for 51% of the samples and its kind for 70%, and its centre with a mean error of 21 px, hardly
-# better than the 23 px of always guessing the average centre. Training more of the language side does
-# not change that within the budget: unfreezing the whole LLM, six times more training scenes, the `<SEG>`
-# position's own state instead of the preceding one, or no LoRA at all all end at vlm gIoU 0.22-0.23
-# (the issue's closing note has the commands). Nor does a VLM that can *say* where a shape is:
-# earlier tiny-llava builds answered position questions at 0.13 and 0.81, the current one at 0.97, and
-# this chapter's vlm gIoU stayed between 0.229 and 0.234. Naming the place in words and pointing the mask
-# decoder at it are different skills, and the second must be learnt within the 10-minute budget.
+# `vlm` model shipped at build `9eb9655` (fitted on 1,200 training samples, read on that build's 200 val
+# samples) recovered the target's colour for 51% of the samples and its kind for 70%, and its centre with
+# a mean error of 21 px, hardly better than the 23 px of always guessing the average centre. Training more
+# of the language side did not change that within the budget (build `9eb9655`, docs/results.md):
+# unfreezing the whole LLM, six times more training scenes, the `<SEG>` position's own state instead of
+# the preceding one, or no LoRA at all: each ended at vlm gIoU 0.22-0.23, against 0.234 for that build's
+# shipped run. Nor does a VLM that can *say* where a shape is: on tiny-llava builds that answered
+# position questions at 0.13, 0.81 and 0.97 (the last is today's weights), the vlm gIoU stayed between
+# 0.229 and 0.234 on the earlier builds' data (docs/results.md); on today's data it is 0.239 (the table
+# above). Naming the place in words and pointing the mask decoder at it are different skills, and the
+# second must be learnt within the 1,500-step budget.
 
 # %%
 samples = results["vlm"]["samples"]
@@ -180,13 +183,16 @@ plt.show()
 # `vlm`) on exactly the image features that design provides, with LISA's mask losses, under a prompt whose
 # quality is known:
 #
-# - **centre point**: a click at the centre of the target's visible pixels, through SAM's own prompt
-#   encoder. Its gIoU is the most the design's mask path gives under this budget: the ceiling.
+# - **centre point**: a click on the target pixel farthest from the background (so always inside it),
+#   through SAM's own prompt encoder. Its gIoU is the most the design's mask path gives under this budget:
+#   the ceiling.
 # - **frozen LM state**: the untrained VLM's `<SEG>` state for LISA's `"<SEG>."` answer, through a fresh
 #   `<SEG>` projection that trains with the decoder. It is what the language side offers before any LoRA.
 #
-# (`python -m lisalib.lisa.ceiling --vision_source vlm --prompt point|appearance|lm_state --json` runs the same
-# with 1,000 training samples and 1,500 steps; `appearance` prompts with the target's name instead.)
+# Here each run has the profile's `ceiling_samples` training samples and `ceiling_steps` steps (400 and
+# 500 on the tiny profile). (`python -m lisalib.lisa.ceiling --vision_source vlm --prompt
+# point|appearance|lm_state --json` runs the same with 1,000 training samples and 1,500 steps;
+# `appearance` prompts with the target's name instead.)
 
 # %%
 from lisalib.lisa.ceiling import mask_path_ceiling
@@ -229,20 +235,23 @@ plt.show()
 
 # %% [markdown]
 # Three lessons. First, the gIoU is lost on the language side. With a centre click both mask paths do far
-# better than the trained models. With the frozen LM's `<SEG>` state (only a fresh projection and the
-# decoder trained) they land about where the trained models do: ten minutes of LISA training (LoRA, the
-# `<SEG>` row, projections, decoder) did not teach the language model to put the target into that state.
+# better than the trained models (0.722 and 0.928 against 0.239 and 0.284). With the frozen LM's `<SEG>`
+# state (only a fresh projection and the decoder trained) they land slightly above the trained models
+# (0.277 and 0.308): 1,500 steps of LISA training (LoRA, the `<SEG>` rows, projections, decoder) did not
+# teach the language model to put the target into that state.
 #
 # Second, a prompt that says *what* the target is helps one design more than the other. With the CLI's
-# budget (1,000 samples, 1,500 steps), `--prompt appearance`, a learned embedding of the target's name
-# ("red circle"), reaches gIoU 0.592 on `vlm` but only 0.409 on `dual`. CLIP's features know colours and
-# kinds; SAM's are made to find *where* an object is, not what it is. A click gives 0.739 and 0.933.
+# budget (1,000 samples, 1,500 steps) on build `9eb9655` (docs/results.md: earlier data and centre-point
+# rule), `--prompt appearance`, a learned embedding of the target's name ("red circle"), reached gIoU
+# 0.592 on `vlm` but only 0.409 on `dual`, where a click gave 0.739 and 0.933. CLIP's features know
+# colours and kinds; SAM's are made to find *where* an object is, not what it is.
 #
-# Third, the single-pass `vlm` design pays for its one encoder in mask quality: its decoder reads CLIP's
-# coarse 8 x 8 grid (16 px patches) resized to SAM's 16 x 16, while `dual`'s reads SAM's own 16 x 16
-# embedding, trained for masks. On the real models the same trade-off appears at 24 x 24 CLIP patches
-# against SAM's 64 x 64. A longer budget narrows it: 3,000 steps on 2,000 samples lift the `vlm` click to
-# 0.769 (`--n_train 2000 --steps 3000`).
+# Third, the single-pass `vlm` design pays for its one encoder in mask quality (centre point 0.722
+# against 0.928): its decoder reads CLIP's coarse 8 x 8 grid (16 px patches) resized to SAM's 16 x 16,
+# while `dual`'s reads SAM's own 16 x 16 embedding, trained for masks. On the real models the same
+# trade-off appears at 24 x 24 CLIP patches against SAM's 64 x 64. A longer budget helps the `vlm` path:
+# on build `9eb9655`, 3,000 steps on 2,000 samples (`--n_train 2000 --steps 3000`) lifted its click from
+# 0.739 to 0.769.
 
 # %% [markdown]
 # ## Browse the predictions

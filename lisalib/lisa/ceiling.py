@@ -6,8 +6,8 @@ module trains a design's mask path with LISA's mask losses on exactly the image 
 provides, prompted by one of three stand-ins for the ``<SEG>`` prompt, and scores the val split with
 LISA's gIoU / cIoU:
 
-- ``point``: a positive click at the centre of the target's visible pixels, through SAM's own prompt
-  encoder. Its gIoU is the ceiling of the design's mask path under that budget.
+- ``point``: a positive click on the target pixel farthest from the background (always inside it),
+  through SAM's own prompt encoder. Its gIoU is the ceiling of the design's mask path under that budget.
 - ``appearance``: a learned embedding of the target's name ("red circle"), taken from the synthetic set's
   metadata. It says *what* the target looks like but not where it is (two red circles stay ambiguous).
 - ``lm_state``: the frozen VLM's ``<SEG>`` hidden state for LISA's teacher-forced ``"<SEG>."`` answer,
