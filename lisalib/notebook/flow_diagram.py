@@ -13,7 +13,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from lisalib.lisa.configuration import LisaConfig
 
-COLOURS = {"encoder": "#f4a259", "bridge": "#8cc084", "pretrained": "#b8c4d6", "io": "#eeeeee"}
+BOX_COLOURS = {"encoder": "#f4a259", "bridge": "#8cc084", "pretrained": "#b8c4d6", "io": "#eeeeee"}
 TITLES = {"dual": "dual (original LISA): 2 vision passes",
           "vlm": "vlm (Modified LISA): 1 pass, CLIP feeds SAM",
           "sam": "sam (Modified LISA): 1 pass, SAM feeds the LLM"}
@@ -71,7 +71,7 @@ def draw_panel(ax, config: LisaConfig, source: str) -> None:
     for x, y, label, kind in nodes.values():
         width = _box_width(label)
         ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
-                                    boxstyle="round,pad=0.03,rounding_size=0.12", facecolor=COLOURS[kind],
+                                    boxstyle="round,pad=0.03,rounding_size=0.12", facecolor=BOX_COLOURS[kind],
                                     edgecolor="#333333", linewidth=1.0))
         ax.text(x, y, label, ha="center", va="center", fontsize=8)
     for start, end, label in edges:
@@ -95,7 +95,7 @@ def draw_vision_flow(config: LisaConfig, sources: Sequence[str] = ("dual", "vlm"
     axes = [axes] if len(sources) == 1 else list(axes)
     for ax, source in zip(axes, sources):
         draw_panel(ax, config, source)
-    handles = [FancyBboxPatch((0, 0), 1, 1, facecolor=COLOURS[k], edgecolor="#333333") for k in
+    handles = [FancyBboxPatch((0, 0), 1, 1, facecolor=BOX_COLOURS[k], edgecolor="#333333") for k in
                ("encoder", "pretrained", "bridge")]
     fig.legend(handles, ["image encoder (one pass each)", "pretrained, reused", "new bridge (trained in ch. 3)"],
                loc="lower center", ncol=3, fontsize=8, frameon=False)
