@@ -114,23 +114,29 @@ def test_nan_loss_stops_and_keeps_last_good_state(tmp_path, synth_data, monkeypa
     assert all(torch.isfinite(t).all() for t in load_file(saved[-1] / "trainable.safetensors").values())
 
 
-def test_keyboard_interrupt_saves_then_resume_finishes(tmp_path, synth_data, monkeypatch):
+def test_keyboard_interrupt_mid_step_saves_and_resume_equals_uninterrupted(tmp_path, synth_data, monkeypatch):
+    """Ctrl-C in the second micro-batch of step 2, after the first drew LoRA dropout masks: the saved state is
+    step 1's end (weights, optimizer, RNG), so the resumed run ends bit for bit where an uninterrupted one does."""
+    straight = tiny_args(tmp_path, synth_data, "straight", max_steps=3, use_lora=True)
+    train(straight)
     calls = {"n": 0}
     forward = LisaForReasoningSegmentation.forward
 
     def interrupted(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == 4:  # grad_accum 2: step 2's second micro-batch
             raise KeyboardInterrupt
         return forward(self, *args, **kwargs)
 
     monkeypatch.setattr(LisaForReasoningSegmentation, "forward", interrupted)
-    args = tiny_args(tmp_path, synth_data, "ctrl_c", max_steps=3)
+    args = tiny_args(tmp_path, synth_data, "ctrl_c", max_steps=3, use_lora=True)
     with pytest.raises(KeyboardInterrupt):
         train(args)
     assert checkpoints(tmp_path / "ctrl_c")[-1].name == "checkpoint_1"
     monkeypatch.setattr(LisaForReasoningSegmentation, "forward", forward)
     assert train(TrainArgs(**{**args.__dict__, "resume": True}))["step"] == 3
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "ctrl_c")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_existing_run_needs_resume(tmp_path, synth_data):
@@ -254,3 +260,20 @@ def test_two_processes_reach_the_weights_of_one(tmp_path):
     assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-4
     assert [r["step"] for r in read_log(tmp_path / "two")] == [1, 2]
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["samples_per_second"] > 0
+
+
+def test_resume_refuses_other_settings_but_allows_a_longer_budget(tmp_path, synth_data):
+    args = tiny_args(tmp_path, synth_data, "settings", max_steps=2)
+    train(args)
+    with pytest.raises(ValueError, match="lr 0.001 -> 0.002"):
+        train(TrainArgs(**{**args.__dict__, "resume": True, "lr": 2e-3}))
+    assert train(TrainArgs(**{**args.__dict__, "resume": True, "max_steps": 3}))["step"] == 3
+
+
+def test_a_log_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path, synth_data):
+    args = tiny_args(tmp_path, synth_data, "cut", max_steps=2, save_every=1)
+    train(args, stop_after=1)
+    with (tmp_path / "cut" / "log.jsonl").open("a") as log:
+        log.write('{"step": 2, "lo')  # the process died mid-write
+    assert train(TrainArgs(**{**args.__dict__, "resume": True}))["step"] == 2
+    assert [r["step"] for r in read_log(tmp_path / "cut")] == [1, 2]

@@ -12,6 +12,7 @@ the format of every checkpoint this project has shipped.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import re
 import shutil
@@ -92,11 +93,9 @@ def trainable_only(accelerator, state_fn: Callable[[torch.nn.Module], dict],
 
 
 def checkpoints(output_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (also the ``checkpoint-NNNNNN/`` folders of older runs)."""
-    folder = Path(output_dir)
-    found = [p for p in (folder / CHECKPOINTS_DIR).glob("checkpoint_*") if (p / STATE_FILE).is_file()]
-    found += [p for p in folder.glob("checkpoint-*") if (p / STATE_FILE).is_file()]
-    return sorted(found, key=checkpoint_step)
+    """Complete checkpoints of a run (those whose ``state.json``, written last, exists), oldest first."""
+    folder = Path(output_dir) / CHECKPOINTS_DIR
+    return sorted((p for p in folder.glob("checkpoint_*") if (p / STATE_FILE).is_file()), key=checkpoint_step)
 
 
 def checkpoint_step(folder: Path) -> int:
@@ -126,10 +125,18 @@ def save_checkpoint(accelerator, step: int, record: dict) -> Path:
     accelerator.project_configuration.iteration = step  # accelerate names the folder after it
     with _quiet_pruning():
         accelerator.save_state()
+    accelerator.wait_for_everyone()  # every process has written its RNG state before the folder counts
     if accelerator.is_main_process:
-        (folder / STATE_FILE).write_text(json.dumps({"step": step, **record}, indent=2) + "\n")
+        write_json_atomically(folder / STATE_FILE, {"step": step, **record})
     accelerator.wait_for_everyone()
     return folder
+
+
+def write_json_atomically(path: Path, value: dict) -> None:
+    """Write to a temporary file, then rename: a kill mid-write leaves the old file or none, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def load_checkpoint(accelerator, folder: Path) -> int:

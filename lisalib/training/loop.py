@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import resource
 import sys
 import time
@@ -30,8 +31,9 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from lisalib.training.arguments import DTYPES, TrainingArguments
-from lisalib.training.checkpoints import (CHECKPOINTS_DIR, RUN_FILE, checkpoints, export_copy, export_final,
-                                          load_checkpoint, save_checkpoint, trainable_only)
+from lisalib.training.checkpoints import (CHECKPOINTS_DIR, RUN_FILE, STATE_FILE, checkpoints, export_copy,
+                                          export_final, load_checkpoint, save_checkpoint, trainable_only,
+                                          write_json_atomically)
 
 LOG_FILE = "log.jsonl"
 
@@ -172,13 +174,10 @@ def train_loop(args: TrainingArguments, task: TrainingTask, stop_after: int | No
     from accelerate.utils import set_seed
 
     output_dir = Path(args.output_dir)
-    existing = checkpoints(output_dir)
-    if existing and not args.resume:
+    resumable = checkpoints(output_dir)
+    if resumable and not args.resume:
         raise FileExistsError(f"{output_dir} already holds checkpoints; pass --resume to continue, "
                               "or choose another --output_dir")
-    resumable = [c for c in existing if c.parent.name == CHECKPOINTS_DIR]
-    if args.resume and existing and not resumable:
-        raise FileExistsError(f"{output_dir} holds checkpoints of an older layout; they cannot be resumed")
     output_dir.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(args)
     set_seed(args.seed)
@@ -204,13 +203,14 @@ def train_loop(args: TrainingArguments, task: TrainingTask, stop_after: int | No
 
     start_step = 0
     if args.resume and resumable:
+        _check_same_run(resumable[-1], run)
         start_step = load_checkpoint(accelerator, resumable[-1])
         accelerator.step = start_step * args.grad_accum  # micro-batches seen: keeps accumulate() in phase
         if main and args.progress:
             print(f"resumed from {resumable[-1]} at step {start_step}/{total_steps}", flush=True)
     log_path = output_dir / LOG_FILE
     if main:
-        (output_dir / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
+        write_json_atomically(output_dir / RUN_FILE, run)
         _truncate_log(log_path, start_step)
     accelerator.wait_for_everyone()
 
@@ -224,6 +224,7 @@ def train_loop(args: TrainingArguments, task: TrainingTask, stop_after: int | No
     batches = skip_first_batches(loader, start_step * args.grad_accum) if start_step else loader
     trainable = [p for p in model.parameters() if p.requires_grad]
     step, last_saved, micro, samples_seen = start_step, (start_step if start_step else None), 0, 0
+    boundary_rng = None  # the RNG state at the start of the step in progress
     step_seconds: list[float] = []
     model.train()
     bar = tqdm(total=total_steps, initial=start_step, desc=task.description, disable=not (args.progress and main))
@@ -232,7 +233,7 @@ def train_loop(args: TrainingArguments, task: TrainingTask, stop_after: int | No
             if micro == 0:
                 if stop_after is not None and step >= stop_after:
                     break
-                began, parts = time.perf_counter(), {}
+                began, parts, boundary_rng = time.perf_counter(), {}, _rng_state()
             counts, epoch = batch.pop("counts"), batch.pop("epoch")
             scales, samples = _scales(accelerator, counts)
             samples_seen += samples
@@ -269,6 +270,8 @@ def train_loop(args: TrainingArguments, task: TrainingTask, stop_after: int | No
                 save(step)
     except KeyboardInterrupt:  # nothing lost: keep what the finished steps learned
         if accelerator.num_processes == 1:  # a save is collective; N interrupted processes cannot agree on one
+            if boundary_rng is not None:  # a step cut short drew random numbers (dropout) it will draw again
+                _set_rng_state(boundary_rng)
             print(f"\ninterrupted at step {step}; saved {save(step)} (continue with --resume)", file=sys.stderr)
         raise
     finally:
@@ -287,6 +290,21 @@ def train_loop(args: TrainingArguments, task: TrainingTask, stop_after: int | No
     for handle in hooks:
         handle.remove()
     return summary
+
+
+def _rng_state() -> tuple:
+    """The global RNG states a step draws from (python, numpy, torch, CUDA)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple) -> None:
+    python, numpy_state, cpu, cuda = state
+    random.setstate(python)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _scales(accelerator, counts: dict[str, int]) -> tuple[dict[str, float], int]:
@@ -314,8 +332,29 @@ def _truncate_log(path: Path, step: int) -> None:
     if step == 0 or not path.is_file():
         path.write_text("")
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    kept = [line for line in path.read_text().splitlines() if _step_of(line) is not None and _step_of(line) <= step]
     path.write_text("".join(line + "\n" for line in kept))
+
+
+def _step_of(line: str) -> int | None:
+    """The step of a log line, or None for a line a kill cut short."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_same_run(folder: Path, run: dict) -> None:
+    """A ValueError when ``--resume`` would continue a checkpoint with other settings than it was saved with
+    (the chapter's own arguments included: data, vision source, trainable groups, ...)."""
+    saved = json.loads((folder / STATE_FILE).read_text()).get("args", {})
+    now = run.get("args", {})
+    budget = {"epochs", "max_steps", "resume", "progress", "export_to", "output_dir", "save_every", "save_total_limit"}
+    differ = sorted(k for k in set(saved) & set(now) if k not in budget and saved[k] != now[k])
+    if differ:
+        raise ValueError(f"--resume would continue {folder} with other settings: "
+                         + ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in differ)
+                         + "; resume with the saved settings or choose another --output_dir")
 
 
 def benchmark_summary(step_seconds: Sequence[float], samples: int, counts: dict, device: torch.device) -> dict:
