@@ -344,3 +344,20 @@ def test_four_bit_llm_on_cpu(parts, scenes):
     assert type(model.vlm.lm_head).__name__ == "Linear"  # kept out of quantization, like the vision side
     result = model.segment(_images(scenes)[:1], QUESTIONS[:1], answers=["<SEG> ."])
     assert result[0].masks.shape == (1, 128, 128)
+
+
+def test_a_4bit_vlm_is_placed_on_the_device_each_process_asks_for(monkeypatch):
+    """Under `accelerate launch --multi_gpu` every process loads its own 4-bit copy: on its own GPU, not GPU 0."""
+    import lisalib.zoo as zoo
+
+    seen = {}
+    real_load_vlm = zoo.load_vlm
+
+    def recording_load_vlm(name, **kwargs):
+        seen.update(kwargs)
+        return real_load_vlm(name, dtype=kwargs.get("dtype"))  # a plain load: there is no GPU here
+
+    monkeypatch.setattr(zoo, "load_vlm", recording_load_vlm)
+    LisaForReasoningSegmentation.from_parts("tiny-llava", "tiny-sam", "vlm", load_in_4bit=True, device="cpu")
+    assert seen["load_in_4bit"] is True and seen["device_map"] == {"": torch.device("cpu")}
+    assert seen["skip_modules"] == ["vision_tower", "multi_modal_projector", "lm_head"]

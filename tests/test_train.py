@@ -198,6 +198,7 @@ def test_shards_of_a_global_batch_count_every_sample_once():
     ({"batch_size": 0}, "batch_size"),
     ({"trainable": ("lora",)}, "--use_lora"),
     ({"trainable": ("decoder",)}, "unknown trainable group"),
+    ({"trainable": ("llm",), "load_in_4bit": True}, "cannot train 4-bit weights"),
 ])
 def test_bad_arguments_are_clear(tmp_path, synth_data, overrides, message):
     with pytest.raises(ValueError, match=message):

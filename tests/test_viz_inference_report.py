@@ -77,8 +77,8 @@ def test_discover_finds_numbered_notebooks_in_order():
 
 
 def test_main_job_takes_the_notebook_folder_from_the_command_line(tmp_path, monkeypatch, capfd):
-    """No editable install needed: the folder is an argument (default ./notebooks), and the kernels talk over
-    Unix sockets, so none warns "Kernel is running over TCP without encryption"."""
+    """No editable install needed: the folder is an argument (default ./notebooks), and no kernel logs
+    "Kernel is running over TCP without encryption"."""
     import nbformat
 
     from lisalib.notebook.main_job import main
@@ -121,3 +121,9 @@ def test_runner_executes_a_notebook_and_collects_its_figures(tmp_path, monkeypat
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0")]), folder / "01_bad.ipynb")
     failed = execute(folder / "01_bad.ipynb", tmp_path / "out", "tiny", timeout=120)
     assert not failed["ok"] and failed["error"].startswith("ZeroDivisionError")
+
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(30)")]),
+                   folder / "02_slow.ipynb")
+    slow = execute(folder / "02_slow.ipynb", tmp_path / "out", "tiny", timeout=2)  # recorded, not raised
+    assert slow["seconds"] < 25
+    assert not slow["ok"] and slow["error"].startswith("CellTimeoutError")

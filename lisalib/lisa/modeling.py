@@ -100,12 +100,15 @@ class LisaForReasoningSegmentation(PreTrainedModel):
 
         ``load_in_4bit`` quantizes the LLM only (NF4): CLIP, the projector and ``lm_head`` stay in
         ``dtype``, as LISA's chat.py keeps its visual modules out of quantization. A 4-bit model is
-        placed by bitsandbytes (GPU 0 when there is one); SAM and the bridges follow it.
+        placed on ``device`` as it loads (each process of a multi-GPU run passes its own; default: GPU 0
+        when there is one); SAM and the bridges follow it.
         """
         from lisalib.zoo import load_sam, load_vlm
 
         skip = ["vision_tower", "multi_modal_projector", "lm_head"] if load_in_4bit else None
-        vlm_model, vlm_processor = load_vlm(vlm, dtype=dtype, load_in_4bit=load_in_4bit, skip_modules=skip)
+        placement = {"": torch.device(device)} if load_in_4bit and device is not None else None
+        vlm_model, vlm_processor = load_vlm(vlm, dtype=dtype, load_in_4bit=load_in_4bit, skip_modules=skip,
+                                            device_map=placement)
         sam_model, sam_processor = load_sam(sam, dtype=dtype)
         if load_in_4bit:
             device = vlm_model.get_input_embeddings().weight.device

@@ -111,6 +111,9 @@ class TrainArgs(TrainingArguments):
         if not self.trainable:
             raise ValueError("nothing to train: give at least one trainable group")
         check_groups(self.trainable)
+        if self.load_in_4bit and "llm" in self.trainable:
+            raise ValueError("trainable group 'llm' cannot train 4-bit weights: pass --no_quantization, "
+                             "or train the LLM through LoRA (--use_lora)")
 
 
 def _names(values) -> tuple[str, ...]:
@@ -193,7 +196,7 @@ def build_model(args: TrainArgs, device: torch.device | str | None = None) -> Li
     """Backbones from the zoo / hub, bridges, optional LoRA; trainable groups set and kept in float32."""
     model = LisaForReasoningSegmentation.from_parts(
         args.vlm_name, args.sam_name, args.vision_source, load_in_4bit=bool(args.load_in_4bit),
-        dtype=TORCH_DTYPES[args.dtype], device=None if args.load_in_4bit else device,
+        dtype=TORCH_DTYPES[args.dtype], device=device,
         seg_hidden_state=args.seg_hidden_state)  # frozen backbones in the compute dtype
     if args.use_lora:
         add_lora(model, args)

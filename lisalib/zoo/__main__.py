@@ -17,28 +17,38 @@ from lisalib.cli import add_dataclass_subparsers, from_namespace
 from lisalib.zoo import BACKBONES_DIR, ZOO_MODELS, ZooError, load_sam, load_vlm
 
 
-@dataclass
-class ZooArgs:
-    """Arguments of ``build`` and ``eval``."""
+_ONLY = {"help": "limit to these models (repeatable)", "choices": sorted(ZOO_MODELS), "action": "extend"}
 
-    only: list[str] | None = field(default=None, metadata={"help": "limit to these models (repeatable)",
-                                                           "choices": sorted(ZOO_MODELS), "action": "extend"})
+
+@dataclass
+class BuildArgs:
+    """``build``: pretrain, measure, save."""
+
+    only: list[str] | None = field(default=None, metadata=_ONLY)
     json: bool = field(default=False, metadata={"help": "print the results as one JSON object"})
-    samples: int = field(default=200, metadata={"help": "held-out scenes to evaluate on (eval only)"})
     recipe: list[str] | None = field(default=None, metadata={
-        "help": "KEY=VALUE overrides of a recipe field, repeatable (build only; needs one --only and --out_dir)",
+        "help": "KEY=VALUE overrides of a recipe field, repeatable (needs one --only and --out_dir)",
         "action": "extend"})
-    out_dir: str | None = field(default=None, metadata={"help": "save there instead of the package zoo (build only)"})
+    out_dir: str | None = field(default=None, metadata={"help": "save there instead of the package zoo"})
+
+
+@dataclass
+class EvalArgs:
+    """``eval``: re-measure the shipped models on held-out data."""
+
+    only: list[str] | None = field(default=None, metadata=_ONLY)
+    json: bool = field(default=False, metadata={"help": "print the results as one JSON object"})
+    samples: int = field(default=200, metadata={"help": "held-out scenes to evaluate on"})
     update_cards: str | None = field(default=None, metadata={
-        "help": "eval only: write the new figures into the shipped cards, with this note saying why"})
+        "help": "write the new figures into the shipped cards, with this note saying why"})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lisalib.zoo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = add_dataclass_subparsers(parser)
-    for command, text in (("build", "pretrain and save zoo models"), ("eval", "measure shipped zoo models")):
-        sub.add_parser(command, help=text, dataclass_types=ZooArgs)
+    sub.add_parser("build", help="pretrain and save zoo models", dataclass_types=BuildArgs)
+    sub.add_parser("eval", help="measure shipped zoo models", dataclass_types=EvalArgs)
     sub.add_parser("list", help="list zoo models", dataclass_types=[])
     namespace = parser.parse_args(argv)
 
@@ -47,16 +57,17 @@ def main(argv: list[str] | None = None) -> int:
             built = (BACKBONES_DIR / name / "config.json").is_file()
             print(f"{name:12s} {family:4s} {'built' if built else 'not built'}  {BACKBONES_DIR / name}")
         return 0
-    args = from_namespace(ZooArgs, namespace)
+    building = namespace.command == "build"
+    args = from_namespace(BuildArgs if building else EvalArgs, namespace)
     names = args.only or list(ZOO_MODELS)
     overrides = {}
-    if namespace.command == "build" and (args.recipe or args.out_dir):
+    if building and (args.recipe or args.out_dir):
         if len(names) != 1 or not args.out_dir:
             parser.error("--recipe and --out_dir need exactly one --only NAME and an --out_dir")
         overrides = recipe_overrides(names[0], args.recipe or [])
     results = {}
     for name in names:
-        if namespace.command == "build":
+        if building:
             from lisalib.zoo.build import build
 
             results[name] = build(name, out_dir=args.out_dir, progress=not args.json, **overrides)
