@@ -11,6 +11,12 @@ import logging
 from collections.abc import Sequence
 
 
+def arg(text: str, **more) -> dict:
+    """``field(default=..., **arg("help text"))``: the metadata ``HfArgumentParser`` turns into a flag's help
+    (other keys go to ``add_argument``, e.g. ``choices``)."""
+    return {"metadata": {"help": text, **more}}
+
+
 def format_table(rows: Sequence[Sequence], headers: Sequence[str]) -> str:
     """A plain fixed-width table: integers with thousands separators, floats to 3 decimals."""
 

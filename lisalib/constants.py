@@ -1,11 +1,12 @@
-"""The project's vocabulary: every token string, ignore value and prompt template, defined once.
+"""The project's vocabulary: every token string, ignore value and the chat template, defined once
+(ReasonSeg's own question and answer templates are LISA's data format: :mod:`lisalib.reasonseg.dataset`).
 
 Two different "ignore" values exist and are easy to confuse: ``LABEL_IGNORE_INDEX`` (-100) marks token
 labels that carry no language-model loss (PyTorch's ``cross_entropy`` default, what transformers expects);
 ``MASK_IGNORE_VALUE`` (255) marks ground-truth mask pixels that no metric or loss scores (ReasonSeg's
 ``ignore`` polygons, as LISA's ``get_mask_from_json`` paints them).
 """
-SEG_TOKEN = "<SEG>"  # LISA writes [SEG]; this repository's models add <SEG> as one special token
+SEG_TOKEN = "<SEG>"  # LISA writes [SEG]; this repository's models add <SEG> as one added (never split) token
 IMAGE_TOKEN = "<image>"  # LLaVA's placeholder, expanded by the processor to one token per image patch
 
 LABEL_IGNORE_INDEX = -100  # token labels without loss: prompt, image tokens, padding

@@ -6,18 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lisalib.lisa.ceiling import TARGET_NAMES, PromptedMaskPath, centre_point, main, target_name
+from lisalib.lisa.ceiling import TARGET_NAMES, PromptedMaskPath, main, target_name
 from lisalib.reasonseg.dataset import ReasonSegDataset
 from lisalib.lisa.modeling import LisaForReasoningSegmentation
-
-
-def test_centre_point_uses_target_pixels_only():
-    mask = np.zeros((10, 20), np.uint8)
-    mask[2:5, 4:7] = 1  # centre (5, 3)
-    mask[8:10, 15:20] = 255  # ignore pixels do not pull the click
-    assert centre_point(mask) == (5.0, 3.0)
-    with pytest.raises(ValueError, match="no target pixels"):
-        centre_point(np.full((4, 4), 255, np.uint8))
 
 
 @pytest.mark.parametrize("source", ["vlm", "dual"])

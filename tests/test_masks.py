@@ -62,3 +62,12 @@ def test_empty_or_ignore_only_mask_is_an_error():
         centre_point(np.full((4, 4), 255, np.uint8))
     with pytest.raises(ValueError, match=r"one \[H, W\] mask"):
         centre_point(np.ones((2, 4, 4), bool))
+
+
+def test_ignore_pixels_do_not_pull_the_click():
+    mask = np.zeros((10, 20), np.uint8)
+    mask[2:5, 4:7] = 1  # centre (5, 3)
+    mask[8:10, 15:20] = 255  # ignore pixels do not pull the click
+    assert centre_point(mask) == (5.0, 3.0)
+    with pytest.raises(ValueError, match="no target pixels"):
+        centre_point(np.full((4, 4), 255, np.uint8))

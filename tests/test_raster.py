@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from lisalib.reasonseg import ReasonSegWarning, mask_from_annotation, paint_shapes, polygon_to_mask, read_annotation
-from lisalib.world.scenes import generate_scenes, polygon_mask
+from lisalib.world.scenes import generate_scenes
 
 LABELS = ["target", "target (part 2)", "ignore", "ignore (occluded part of the target)", "flag"]
 
@@ -138,4 +138,4 @@ def test_shapes_world_masks_are_lisas_raster_of_the_scene_polygons():
         for obj, full in zip(scene.objects, scene.full_masks()):
             lisa = lisa_get_mask([{"label": "target", "points": obj.polygon.tolist()}], scene.height, scene.width)
             assert np.array_equal(full, lisa == 1)
-            assert np.array_equal(full, polygon_mask(obj.polygon, scene.height, scene.width))
+            assert np.array_equal(full, polygon_to_mask(obj.polygon, scene.height, scene.width))

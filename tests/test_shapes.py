@@ -3,8 +3,9 @@ import hashlib
 import numpy as np
 import pytest
 
+from lisalib.reasonseg.raster import polygon_to_mask
 from lisalib.world import (COLOURS, NUMBER_WORDS, SHAPE_KINDS, SceneConfig, generate_scene, generate_scenes, language,
-                           polygon_mask, shape_polygon, split_words, vocabulary)
+                           shape_polygon, split_words, vocabulary)
 
 
 def test_same_seed_same_pixels_and_annotations():
@@ -43,7 +44,7 @@ def test_polygons_are_exact_and_inside_image():
     for obj, mask in zip(scene.objects, full):
         assert obj.polygon.shape[1] == 2
         assert (obj.polygon >= 0).all() and (obj.polygon <= scene.width).all()
-        assert np.array_equal(mask, polygon_mask(obj.polygon, scene.height, scene.width))
+        assert np.array_equal(mask, polygon_to_mask(obj.polygon, scene.height, scene.width))
         assert mask.sum() > 0
 
 
@@ -52,7 +53,7 @@ def test_masks_are_lisas_raster_of_the_polygon():
     square = np.array([[1.5, 1.5], [4.9, 1.5], [4.9, 4.2], [1.5, 4.2]])
     expected = np.zeros((6, 7), bool)
     expected[1:5, 1:5] = True
-    assert np.array_equal(polygon_mask(square, 6, 7), expected)
+    assert np.array_equal(polygon_to_mask(square, 6, 7), expected)
 
 
 def test_scene_language_methods_delegate_to_the_language_module():

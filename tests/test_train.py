@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 
 from lisalib.lisa import train as train_module
 from lisalib.lisa.modeling import LisaForReasoningSegmentation
-from lisalib.lisa.train import TrainArgs, TrainingStopped, parse_args, read_log, train
+from lisalib.lisa.train import TrainArgs, parse_args, read_log, train
 from lisalib.training.checkpoints import checkpoints
-from lisalib.training.loop import GlobalBatchSampler, SampleKey, epoch_order, shard_layout
+from lisalib.training.loop import GlobalBatchSampler, SampleKey, TrainingStopped, epoch_order, shard_layout
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,11 +11,10 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from lisalib.accounting.registry import AccountingError, available_models, model_spec
-from lisalib.training.recipes import LORA_DEFAULTS, MODES, TRAINABLE_GROUPS, LoraDefaults
+from lisalib.training.recipes import LM_SCOPE, LORA_DEFAULTS, MODES, TRAINABLE_GROUPS, LoraDefaults
 
 QUANTS = ("none", "8bit", "4bit")
 LISA_MODES = tuple(MODES)
-_LM_SCOPE = r"(model\.)?language_model"  # LLaVA's language model (not the CLIP tower, which also has q_proj)
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def _single_preset(name: str, architecture: str, model_type: str = "", descripti
     if architecture == "SamModel":
         return Preset(name, (("model", name),), False, ("frozen", "decoder", "full"), "frozen", ("mask_decoder",),
                       description=description)
-    scope = _LM_SCOPE if architecture == "LlavaForConditionalGeneration" else ""
+    scope = LM_SCOPE if architecture == "LlavaForConditionalGeneration" else ""
     targets = ("c_attn",) if model_type == "gpt2" else LORA_DEFAULTS.targets
     return Preset(name, (("model", name),), False, ("frozen", "lora", "full"), "frozen", ("lora", "llm"),
                   targets, scope, description)
@@ -50,7 +49,7 @@ def _single_preset(name: str, architecture: str, model_type: str = "", descripti
 
 def _lisa_preset(name: str, vlm: str, sam: str, description: str) -> Preset:
     return Preset(name, (("vlm", vlm), ("sam", sam)), True, LISA_MODES, "projections", tuple(TRAINABLE_GROUPS),
-                  LORA_DEFAULTS.targets, _LM_SCOPE, description)
+                  LORA_DEFAULTS.targets, LM_SCOPE, description)
 
 
 @lru_cache(maxsize=None)

@@ -27,9 +27,8 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import AddedToken, LlavaProcessor, SamProcessor
 
-from lisalib.constants import LABEL_IGNORE_INDEX, SEG_TOKEN
+from lisalib.constants import LABEL_IGNORE_INDEX, MASK_TARGET_VALUE, SEG_TOKEN, chat_prompt
 from lisalib.images import ensure_rgb
-from lisalib.constants import chat_prompt
 
 VISION_SOURCES = ("dual", "vlm", "sam")
 _CONFIG_NAME = "lisa_processor.json"
@@ -171,8 +170,8 @@ class LisaProcessor:
                     f"sample {i}: {group.shape[0]} ground-truth mask(s) but {n_seg} {self.seg_token} token(s) in "
                     f"the answer {answers[i]!r}; each mask is predicted from one {self.seg_token}"
                 )
-            # LISA trains on mask == 1: an "ignore" value such as 255 counts as background
-            result.append(group.float() if group.dtype == torch.bool else (group == 1).float())
+            # LISA trains on mask == 1: the ignore value (255) counts as background
+            result.append(group.float() if group.dtype == torch.bool else (group == MASK_TARGET_VALUE).float())
         return result
 
     def _labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompts: list[str]) -> torch.Tensor:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lisalib.cli import dataclass_parser
+from lisalib.cli import arg, dataclass_parser
 from lisalib.constants import LABEL_IGNORE_INDEX, SEG_TOKEN
 from lisalib.lisa.losses import total_loss
 from lisalib.lisa.modeling import LisaForReasoningSegmentation
@@ -43,11 +43,7 @@ from lisalib.reasonseg.dataset import ReasonSegDataset, answer_templates, questi
 from lisalib.training import checkpoints
 from lisalib.training.arguments import TORCH_DTYPES, TrainingArguments
 from lisalib.training.loop import SampleKey, TrainingStopped, TrainingTask, read_log, train_loop  # noqa: F401 (read_log: chapter 3)
-from lisalib.training.recipes import DEFAULT_GROUPS, LORA_DEFAULTS, LoraDefaults, lora_config
-
-
-def _help(text: str, **more) -> dict:
-    return {"metadata": {"help": text, **more}}
+from lisalib.training.recipes import DEFAULT_GROUPS, LM_SCOPE, LORA_DEFAULTS, LoraDefaults, lora_config
 
 
 # ----- arguments ---------------------------------------------------------------------------------
@@ -55,29 +51,29 @@ def _help(text: str, **more) -> dict:
 class TrainArgs(TrainingArguments):
     """Everything that determines a run. ``None`` means "the profile decides"."""
 
-    data: str = field(default="data/reasonseg_synth", **_help(
+    data: str = field(default="data/reasonseg_synth", **arg(
         "ReasonSeg-format root with a train/ folder (written from the shapes world if missing)"))
-    profile: Literal["tiny", "real"] | None = field(default=None, **_help(
+    profile: Literal["tiny", "real"] | None = field(default=None, **arg(
         "tiny: the offline zoo on a CPU; real: hub models on a GPU (None: what this machine has)"))
-    vlm_name: str | None = field(default=None, **_help("zoo name, directory or hub id (None: the profile's)"))
-    sam_name: str | None = field(default=None, **_help("zoo name, directory or hub id (None: the profile's)"))
-    vision_source: Literal["vlm", "dual", "sam"] = field(default="vlm", **_help(
+    vlm_name: str | None = field(default=None, **arg("zoo name, directory or hub id (None: the profile's)"))
+    sam_name: str | None = field(default=None, **arg("zoo name, directory or hub id (None: the profile's)"))
+    vision_source: Literal["vlm", "dual", "sam"] = field(default="vlm", **arg(
         "vlm: Modified LISA (one CLIP pass); dual: LISA (CLIP + SAM's ViT); sam: one SAM pass"))
-    seg_hidden_state: Literal["preceding", "seg"] = field(default="preceding", **_help(
+    seg_hidden_state: Literal["preceding", "seg"] = field(default="preceding", **arg(
         "hidden state that prompts SAM: the token before <SEG> (LISA) or <SEG> itself"))
-    load_in_4bit: bool | None = field(default=None, **_help(
+    load_in_4bit: bool | None = field(default=None, **arg(
         "load the LLM in NF4 with bitsandbytes (None: the profile's choice)", nargs="?", const=True))
-    use_lora: bool = field(default=False, **_help("add LoRA adapters (peft) to the LLM's attention projections"))
-    lora_r: int = field(default=LORA_DEFAULTS.r, **_help("LoRA rank (LISA's)"))
-    lora_alpha: int = field(default=LORA_DEFAULTS.alpha, **_help("LoRA alpha (LISA's)"))
-    lora_dropout: float = field(default=LORA_DEFAULTS.dropout, **_help("LoRA dropout (LISA's)"))
-    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_DEFAULTS.targets), **_help(
+    use_lora: bool = field(default=False, **arg("add LoRA adapters (peft) to the LLM's attention projections"))
+    lora_r: int = field(default=LORA_DEFAULTS.r, **arg("LoRA rank (LISA's)"))
+    lora_alpha: int = field(default=LORA_DEFAULTS.alpha, **arg("LoRA alpha (LISA's)"))
+    lora_dropout: float = field(default=LORA_DEFAULTS.dropout, **arg("LoRA dropout (LISA's)"))
+    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_DEFAULTS.targets), **arg(
         "module names of the LLM to adapt, space- or comma-separated (LISA: q_proj v_proj)"))
-    trainable: list[str] = field(default_factory=lambda: list(DEFAULT_GROUPS), **_help(
+    trainable: list[str] = field(default_factory=lambda: list(DEFAULT_GROUPS), **arg(
         "trainable groups, space- or comma-separated: projections, seg_row, mask_decoder, llm "
         "(lora follows --use_lora)"))
-    gradient_checkpointing: bool = field(default=False, **_help("recompute the LLM's activations in backward"))
-    n_train: int = field(default=1000, **_help("samples to synthesise if DATA/train is missing"))
+    gradient_checkpointing: bool = field(default=False, **arg("recompute the LLM's activations in backward"))
+    n_train: int = field(default=1000, **arg("samples to synthesise if DATA/train is missing"))
 
     def __post_init__(self):  # given as lists (command line) or tuples (Python); kept as tuples
         self.trainable = _names(self.trainable)
@@ -89,7 +85,7 @@ class TrainArgs(TrainingArguments):
         values = asdict(self)
         values.update(profile=profile.name, vlm_name=self.vlm_name or profile.vlm, sam_name=self.sam_name or profile.sam)
         if self.dtype is None:
-            values["dtype"] = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[profile.dtype]
+            values["dtype"] = {torch_name: name for name, torch_name in TORCH_DTYPES.items()}[profile.dtype]
         if self.load_in_4bit is None:
             values["load_in_4bit"] = profile.load_in_4bit
         if self.use_lora and "lora" not in self.trainable:
@@ -217,7 +213,7 @@ def add_lora(model: LisaForReasoningSegmentation, args: TrainArgs) -> None:
     lora = LoraDefaults(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                         targets=tuple(args.lora_target_modules))
     seg = model.config.seg_token_id if "seg_row" in args.trainable else None
-    inject_adapter_in_model(lora_config(lora, scope="model.language_model", seg_token_id=seg), model.vlm)
+    inject_adapter_in_model(lora_config(lora, scope=LM_SCOPE, seg_token_id=seg), model.vlm)
 
 
 def trainable_state(model: LisaForReasoningSegmentation) -> dict[str, torch.Tensor]:

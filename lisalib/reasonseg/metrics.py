@@ -87,7 +87,7 @@ def score_mask(pred: Any, gt: Any) -> MaskScore:
                          "resize the logits to the image size before thresholding, as LISA does")
     valid = gt != MASK_IGNORE_VALUE
     predicted = pred & valid
-    target = gt == 1
+    target = gt == MASK_TARGET_VALUE
     intersection = int((predicted & target).sum())
     n_pred, n_target = int(predicted.sum()), int(target.sum())
     return MaskScore(intersection, n_pred + n_target - intersection, n_pred, n_target)

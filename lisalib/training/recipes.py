@@ -19,13 +19,13 @@ TRAINABLE_GROUPS: dict[str, str] = {
 }
 DEFAULT_GROUPS: tuple[str, ...] = ("projections", "seg_row", "mask_decoder")  # LISA's set, LoRA added by --use_lora
 
-MODES: dict[str, tuple[str, ...]] = {  # chapter 1's modes, each the groups it trains
+MODES: dict[str, tuple[str, ...]] = {  # chapter 1's modes, each the groups it trains ("full" is none of them)
     "frozen": (),
     "projections": ("projections",),
     "seg": ("projections", "seg_row"),
     "lora": ("projections", "seg_row", "lora"),
     "decoder": ("projections", "seg_row", "lora", "mask_decoder"),
-    "full": tuple(TRAINABLE_GROUPS),  # every parameter
+    "full": (),  # every weight of every model, with no adapters: not a union of groups, so callers test for it
 }
 
 
@@ -51,7 +51,8 @@ def check_groups(groups) -> tuple[str, ...]:
     return groups
 
 
-SEG_ROW_MODULES = ("embed_tokens", "lm_head")  # the <SEG> row must be read (input) and written (output)
+SEG_ROW_MODULES = ("embed_tokens", "lm_head")
+LM_SCOPE = r"(model\.)?language_model"  # a LLaVA's language model: LoRA stays out of CLIP, which also has q_proj  # the <SEG> row must be read (input) and written (output)
 
 
 def seg_row_config(token_id: int):

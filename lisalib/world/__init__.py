@@ -21,7 +21,6 @@ from lisalib.world.scenes import (
     ShapeObject,
     generate_scene,
     generate_scenes,
-    polygon_mask,
     shape_polygon,
 )
 
@@ -37,7 +36,6 @@ __all__ = [
     "caption",
     "generate_scene",
     "generate_scenes",
-    "polygon_mask",
     "position_words",
     "questions",
     "reasoning_queries",

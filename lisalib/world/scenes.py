@@ -67,12 +67,6 @@ def shape_polygon(kind: str, center: tuple[float, float], radius: float, rotatio
     return np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1)
 
 
-def polygon_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
-    """An (N, 2) x/y polygon as a bool mask, rasterised exactly as LISA rasterises ReasonSeg polygons
-    (:func:`lisalib.reasonseg.raster.polygon_to_mask`), so training and evaluation masks agree."""
-    return polygon_to_mask(polygon, height, width)
-
-
 @dataclass
 class ShapeObject:
     kind: str
@@ -125,7 +119,7 @@ class Scene:
     def full_masks(self) -> np.ndarray:
         """[N, H, W] bool: each object's whole polygon, occluded parts included."""
         if "full" not in self._cache:
-            masks = [polygon_mask(o.polygon, self.height, self.width) for o in self.objects]
+            masks = [polygon_to_mask(o.polygon, self.height, self.width) for o in self.objects]
             self._cache["full"] = np.stack(masks) if masks else np.zeros((0, self.height, self.width), bool)
         return self._cache["full"]
 
@@ -230,7 +224,7 @@ def generate_scene(seed: int | tuple[int, ...], config: SceneConfig = SceneConfi
             cx = float(rng.uniform(radius, size - radius))
             cy = float(rng.uniform(radius, size - radius))
             candidate = ShapeObject(kind, colour, (cx, cy), radius, float(rng.uniform(0, 2 * np.pi)))
-            mask = polygon_mask(candidate.polygon, size, size)
+            mask = polygon_to_mask(candidate.polygon, size, size)
             area = mask.sum()
             if area == 0:
                 continue
