@@ -163,3 +163,12 @@ def test_a_checkpoint_folder_and_the_cli_table(trained_run, synth_data, capsys):
     lines = capsys.readouterr().out.splitlines()  # lisalib.cli.format_table
     assert lines[0].split() == ["model", "protocol", "gIoU", "cIoU", "short", "gIoU", "long", "gIoU", "n"]
     assert set(lines[1]) == {"-", " "} and lines[2].split()[1:2] == ["teacher_forced"] and len(lines) == 3
+
+
+def test_results_table_puts_the_baselines_under_the_models():
+    from lisalib.lisa.evaluate import results_table
+
+    figures = {"giou": 0.5, "ciou": 0.25, "short": {"giou": 0.75}, "long": {"giou": 0.125}, "n": 4}
+    table = results_table({"vlm": {"protocols": {"teacher_forced": figures}}}, baselines={"every shape": figures})
+    assert table.splitlines()[2:] == ["| vlm | teacher_forced | 0.500 | 0.250 | 0.750 | 0.125 | 4 |",
+                                      "| every shape | query-blind | 0.500 | 0.250 | 0.750 | 0.125 | 4 |"]

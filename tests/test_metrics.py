@@ -156,3 +156,26 @@ def test_iou_from_counts_is_the_one_formula_for_numbers_arrays_and_tensors():
     assert tensors.tolist() == pytest.approx([3 / (7 + EPS), 1.0], rel=1e-12)
     score = score_mask(worked_example()[0][0], worked_example()[0][1])
     assert score.iou == iou_from_counts(score.intersection, score.union) == sample_iou(*worked_example()[0])
+
+
+def test_query_blind_baselines_rebuild_the_scene_and_score_it(synth_data):
+    from lisalib.reasonseg.baselines import BASELINES, query_blind_masks, query_blind_scores
+    from lisalib.reasonseg.dataset import ReasonSegDataset
+
+    samples = [ReasonSegDataset(synth_data, "val")[i] for i in range(6)]
+    masks = query_blind_masks(samples[0])
+    assert set(masks) == set(BASELINES)
+    assert (masks["every shape"] >= masks["largest shape"]).all() and (masks["every shape"] >= masks["random shape"]).all()
+    assert masks["every shape"][samples[0]["mask"] == 1].all()  # the target is one of the shapes
+    assert np.array_equal(query_blind_masks(samples[0])["random shape"], masks["random shape"])  # seeded
+    scores = query_blind_scores(samples)
+    for name in BASELINES:
+        expected = np.mean([sample_iou(query_blind_masks(s)[name], s["mask"]) for s in samples])
+        assert scores[name]["giou"] == pytest.approx(expected) and scores[name]["n"] == 6
+
+
+def test_query_blind_baselines_need_a_synthetic_scene(tmp_path):
+    from lisalib.reasonseg.baselines import scene_of
+
+    with pytest.raises(ValueError, match="no synthetic scene record"):
+        scene_of({"path": str(tmp_path / "real.jpg"), "mask": np.zeros((2, 2), np.uint8)})

@@ -164,16 +164,20 @@ def breakdown(samples: Sequence[dict], key: str = "query_type", protocol: str = 
 RESULT_HEADERS = ("model", "protocol", "gIoU", "cIoU", "short gIoU", "long gIoU", "n")
 
 
-def results_rows(results: dict[str, dict]) -> list[tuple]:
-    """One row per model and protocol: gIoU / cIoU overall, gIoU of short and long queries, n."""
-    return [(name, protocol, m["giou"], m["ciou"], m["short"]["giou"], m["long"]["giou"], m["n"])
+def results_rows(results: dict[str, dict], baselines: dict[str, dict] | None = None) -> list[tuple]:
+    """One row per model and protocol: gIoU / cIoU overall, gIoU of short and long queries, n; then one row
+    per query-blind baseline (:func:`lisalib.reasonseg.baselines.query_blind_scores`), if given."""
+    rows = [(name, protocol, m["giou"], m["ciou"], m["short"]["giou"], m["long"]["giou"], m["n"])
             for name, result in results.items() for protocol, m in result["protocols"].items()]
+    rows += [(name, "query-blind", m["giou"], m["ciou"], m["short"]["giou"], m["long"]["giou"], m["n"])
+             for name, m in (baselines or {}).items()]
+    return rows
 
 
-def results_table(results: dict[str, dict], digits: int = 3) -> str:
+def results_table(results: dict[str, dict], digits: int = 3, baselines: dict[str, dict] | None = None) -> str:
     """:func:`results_rows` as a Markdown table (what the notebooks print)."""
     lines = ["| " + " | ".join(RESULT_HEADERS) + " |", "|" + "---|" * len(RESULT_HEADERS)]
-    for name, protocol, *scores, n in results_rows(results):
+    for name, protocol, *scores, n in results_rows(results, baselines):
         lines.append("| " + " | ".join([str(name), protocol, *(f"{v:.{digits}f}" for v in scores), str(n)]) + " |")
     return "\n".join(lines)
 

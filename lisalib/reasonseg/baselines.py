@@ -1,0 +1,52 @@
+"""Query-blind baselines: masks chosen without reading the query, the floor a reasoning-segmentation model
+must clear before its gIoU says it understood anything.
+
+For a synthetic sample the scene is rebuilt from the seed its annotation records, and three masks are
+scored against the ground truth exactly as a model's: every shape in the scene, the largest visible shape,
+and one shape at random (seeded per sample). Real ReasonSeg images have no object list, so these baselines
+exist for the synthetic set only (a clear error otherwise).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lisalib.constants import MASK_TARGET_VALUE
+from lisalib.reasonseg.metrics import ReasonSegMetrics
+from lisalib.reasonseg.synth import synth_record
+from lisalib.world import Scene, generate_scene
+
+BASELINES = ("every shape", "largest shape", "random shape")
+
+
+def scene_of(sample: dict) -> Scene:
+    """The shapes-world scene a synthetic sample was drawn from; checked against its ground truth."""
+    record = synth_record(sample["path"])
+    if "scene_seed" not in record:
+        raise ValueError(f"{sample['path']}: no synthetic scene record; query-blind baselines need the scene's "
+                         "objects, which only lisalib.reasonseg.synth annotations carry")
+    scene = generate_scene(tuple(record["scene_seed"]))
+    target = scene.visible_masks()[record["target"]]
+    if not np.array_equal(target, np.asarray(sample["mask"]) == MASK_TARGET_VALUE):
+        raise ValueError(f"{sample['path']}: the rebuilt scene's target does not match the annotation "
+                         "(written by another version of the shapes world?)")
+    return scene
+
+
+def query_blind_masks(sample: dict, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{baseline: bool [H, W] mask}`` for one synthetic sample, none of them reading the query."""
+    visible = scene_of(sample).visible_masks()
+    areas = visible.reshape(len(visible), -1).sum(axis=1)
+    pick = int(np.random.default_rng([seed, *synth_record(sample["path"])["scene_seed"]]).integers(len(visible)))
+    return {"every shape": visible.any(axis=0), "largest shape": visible[int(np.argmax(areas))],
+            "random shape": visible[pick]}
+
+
+def query_blind_scores(samples: Sequence[dict], seed: int = 0) -> dict[str, dict]:
+    """LISA's gIoU / cIoU (overall, short, long) of each baseline over ``samples``."""
+    metrics = {name: ReasonSegMetrics() for name in BASELINES}
+    for sample in samples:
+        for name, mask in query_blind_masks(sample, seed).items():
+            metrics[name].update(mask, sample["mask"], sample["is_sentence"])
+    return {name: m.compute() for name, m in metrics.items()}
