@@ -20,8 +20,9 @@ from lisalib.world import Scene, generate_scene
 BASELINES = ("every shape", "largest shape", "random shape")
 
 
-def scene_of(sample: dict) -> Scene:
-    """The shapes-world scene a synthetic sample was drawn from; checked against its ground truth."""
+def scene_of(sample: dict) -> tuple[Scene, dict]:
+    """The shapes-world scene a synthetic sample was drawn from and its ``synth`` record, the scene checked
+    against the sample's ground truth."""
     record = synth_record(sample["path"])
     if "scene_seed" not in record:
         raise ValueError(f"{sample['path']}: no synthetic scene record; query-blind baselines need the scene's "
@@ -31,14 +32,15 @@ def scene_of(sample: dict) -> Scene:
     if not np.array_equal(target, np.asarray(sample["mask"]) == MASK_TARGET_VALUE):
         raise ValueError(f"{sample['path']}: the rebuilt scene's target does not match the annotation "
                          "(written by another version of the shapes world?)")
-    return scene
+    return scene, record
 
 
 def query_blind_masks(sample: dict, seed: int = 0) -> dict[str, np.ndarray]:
     """``{baseline: bool [H, W] mask}`` for one synthetic sample, none of them reading the query."""
-    visible = scene_of(sample).visible_masks()
+    scene, record = scene_of(sample)
+    visible = scene.visible_masks()
     areas = visible.reshape(len(visible), -1).sum(axis=1)
-    pick = int(np.random.default_rng([seed, *synth_record(sample["path"])["scene_seed"]]).integers(len(visible)))
+    pick = int(np.random.default_rng([seed, *record["scene_seed"]]).integers(len(visible)))
     return {"every shape": visible.any(axis=0), "largest shape": visible[int(np.argmax(areas))],
             "random shape": visible[pick]}
 
