@@ -1,6 +1,7 @@
 # Two entry points, both self-contained on a fresh machine (they create .venv on first use):
 #   make main   execute the notebook sequence headless (tiny profile) -> outputs/summary.md
 #   make test   unit tests + nbval over the notebooks
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -26,13 +27,23 @@ test: $(STAMP)
 zoo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m lisalib.zoo build
 
-# chapter 3/4 checkpoints on top of the zoo: same recipe and budget for both designs (about 10 min each)
+# chapter 3/4 checkpoints on top of the zoo: the same recipe and budget for both designs and for each
+# <SEG> prompt of chapter 4's ladder; LISA_PROMPT's runs ship as tiny-lisa-<design>, the others as
+# tiny-lisa-<design>-<prompt>. Two runs at a time, one thread each.
+LISA_PROMPT ?= point
+LISA_STEPS ?= 3000
+LISA_RECIPE = --profile tiny --use_lora --data data/reasonseg_train --n_train 10000 --epochs 1 --max_steps $(LISA_STEPS) \
+	--batch_size 8 --lr 1e-3 --warmup_steps 50 --save_every 500 --no_progress --json
 lisa: $(STAMP)
-	for source in vlm dual; do \
-	  OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.lisa.train --profile tiny \
-	    --vision_source $$source --use_lora --data data/reasonseg_synth --n_train 2000 --epochs 6 --batch_size 8 \
-	    --lr 1e-3 --warmup_steps 50 --save_every 250 --output_dir runs/tiny-lisa-$$source \
-	    --export_to lisalib/zoo/checkpoints/runs/tiny-lisa-$$source --no_progress --json || exit 1; \
+	mkdir -p runs
+	for prompt in embedding point both; do \
+	  for source in vlm dual; do \
+	    name=tiny-lisa-$$source-$$prompt; [ $$prompt = $(LISA_PROMPT) ] && name=tiny-lisa-$$source; \
+	    OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.lisa.train $(LISA_RECIPE) \
+	      --vision_source $$source --seg_prompt $$prompt --output_dir runs/$$name \
+	      --export_to lisalib/zoo/checkpoints/runs/$$name > runs/$$name.json & \
+	  done; \
+	  wait -n && wait -n || exit 1; \
 	done
 
 clean:

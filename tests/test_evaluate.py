@@ -131,8 +131,24 @@ def test_breakdown_by_query_type(trained_run, synth_data):
     for name, figures in table.items():
         ious = [r["iou_teacher_forced"] for r in result["samples"] if r["query_type"] == name]
         assert figures["giou"] == pytest.approx(sum(ious) / len(ious))
-    assert breakdown([{"iou_generate": 0.5, "is_sentence": True}], "is_sentence", "generate") == {
-        "True": {"giou": 0.5, "n": 1}}
+        if figures["n"] > 1:  # the 95% interval of the mean: z * sd / sqrt(n) either side
+            half = 1.96 * np.std(ious, ddof=1) / np.sqrt(len(ious))
+            assert (figures["low"], figures["high"]) == pytest.approx((figures["giou"] - half, figures["giou"] + half))
+    one = breakdown([{"iou_generate": 0.5, "is_sentence": True}], "is_sentence", "generate")
+    assert one["True"]["giou"] == 0.5 and one["True"]["n"] == 1 and np.isnan(one["True"]["low"])
+    by_shapes = breakdown(result["samples"], key="n_shapes")
+    assert all(1 <= int(k) <= 6 for k in by_shapes)
+
+
+def test_point_records_measure_the_click_against_the_mask():
+    from lisalib.lisa.evaluate import point_record
+
+    mask = np.zeros((10, 20), dtype=np.uint8)
+    mask[2:5, 4:9] = 1  # inside-centre (6, 3)
+    assert point_record(np.array([6.0, 3.0]), mask) == {"point": [6.0, 3.0], "point_error": 0.0, "point_inside": True}
+    far = point_record(np.array([19.7, 9.9]), mask)
+    assert far["point_inside"] is False and far["point_error"] == pytest.approx(np.hypot(13.7, 6.9))
+    assert point_record(np.array([1.0, 1.0]), np.zeros((4, 4), np.uint8))["point_error"] is None
 
 
 @pytest.mark.parametrize("name, source", [("tiny-lisa-vlm", "vlm"), ("tiny-lisa-dual", "dual")])

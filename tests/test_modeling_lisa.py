@@ -361,3 +361,104 @@ def test_a_4bit_vlm_is_placed_on_the_device_each_process_asks_for(monkeypatch):
     LisaForReasoningSegmentation.from_parts("tiny-llava", "tiny-sam", "vlm", load_in_4bit=True, device="cpu")
     assert seen["load_in_4bit"] is True and seen["device_map"] == {"": torch.device("cpu")}
     assert seen["skip_modules"] == ["vision_tower", "multi_modal_projector", "lm_head"]
+
+
+# ----- the point route ---------------------------------------------------------------------------
+@pytest.mark.parametrize("prompt", ["point", "both"])
+def test_point_route_prompts_sam_with_a_predicted_click(parts, scenes, prompt):
+    from lisalib.lisa.bridges import SegTokenToPoint
+    from lisalib.lisa.losses import location_loss
+
+    torch.manual_seed(0)
+    model = LisaForReasoningSegmentation.from_parts(*parts, vision_source="dual", seg_prompt=prompt)
+    assert hasattr(model, "seg_projection") == (prompt == "both")
+    batch = _batch(model, scenes)
+    assert [tuple(p.shape) for p in batch["gt_points"]] == [(1, 2), (1, 2)]
+    out = model(**batch)
+    assert [tuple(p.shape) for p in out.pred_points] == [(1, 2), (1, 2)]
+    assert all(bool(((p >= 0) & (p <= 1)).all()) for p in out.pred_points)  # fractions of width and height
+    # the loss from scratch: the target patch of the 8 x 8 token grid and the offset inside it
+    with torch.no_grad():
+        tokens = model.encode_images(batch["vlm_pixel_values"], batch["sam_pixel_values"]).llm
+        hidden, _ = model.language_forward(model.embed_inputs(batch["input_ids"], tokens), batch["attention_mask"])
+        seg, rows = model.select_seg_states(batch["input_ids"], hidden)
+        logits, offsets = model.seg_to_point(seg, tokens[rows])
+    assert logits.shape == (2, 64) and offsets.shape == (2, 64, 2)
+    gt = torch.cat(batch["gt_points"])  # the square image: grid frame == image frame
+    patch, offset = SegTokenToPoint.targets(gt[:1], 8)
+    assert patch.item() == int(gt[0, 1] * 8) * 8 + int(gt[0, 0] * 8)
+    index, inside = SegTokenToPoint.targets(torch.cat([gt[:1], torch.tensor([[float("nan")] * 2])]), 8)
+    assert index[1].item() == -100
+    assert out.location_loss is not None and out.location_loss.item() > 0
+    assert location_loss(logits[:1], offsets[:1], torch.tensor([-100]), offset).item() == 0.0
+    assert out.loss.item() == pytest.approx((out.ce_loss + 2 * out.bce_loss + 0.5 * out.dice_loss
+                                             + out.location_loss).item(), rel=1e-6)
+    (out.bce_loss + out.dice_loss).backward(retain_graph=True)  # the click is a detached prompt ...
+    assert model.seg_to_point.query.weight.grad is None
+    out.location_loss.backward()  # ... trained by the location loss
+    assert model.seg_to_point.query.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    assert any(p is model.seg_to_point.query.weight for p in model.trainable_groups()["projections"])
+
+
+def test_click_is_the_best_patch_plus_its_offset():
+    from lisalib.lisa.bridges import SegTokenToPoint
+
+    logits = torch.zeros(1, 16)
+    logits[0, 6] = 5.0  # row 1, column 2 of a 4 x 4 grid
+    offsets = torch.full((1, 16, 2), 0.5)
+    offsets[0, 6] = torch.tensor([0.25, 0.75])
+    torch.testing.assert_close(SegTokenToPoint.click(logits, offsets), torch.tensor([[2.25 / 4, 1.75 / 4]]))
+    index, offset = SegTokenToPoint.targets(torch.tensor([[2.25 / 4, 1.75 / 4], [1.2, 0.5]]), 4)
+    assert index.tolist() == [6, -100]
+    torch.testing.assert_close(offset[0], torch.tensor([0.25, 0.75]))
+
+
+def test_grid_and_image_frames_invert_each_other():
+    from lisalib.lisa.processing import grid_to_image, image_to_grid
+
+    points = torch.tensor([[0.1, 0.2], [0.9, 0.5]])
+    sizes = torch.tensor([[90.0, 128.0], [128.0, 60.0]])  # (H, W)
+    for source in ("dual", "vlm", "sam"):
+        torch.testing.assert_close(image_to_grid(grid_to_image(points, sizes, source), sizes, source), points)
+    # vlm pads a 90-high image to 128: the grid's bottom rows hold no image
+    assert grid_to_image(torch.tensor([[0.5, 0.5]]), sizes[:1], "vlm")[0, 1].item() == pytest.approx(64 / 90)
+    # dual centre-crops a 128-wide image to its middle 90 columns
+    assert grid_to_image(torch.tensor([[0.0, 0.5]]), sizes[:1], "dual")[0, 0].item() == pytest.approx(19 / 128)
+
+
+def test_point_route_click_moves_the_mask(parts, scenes, monkeypatch):
+    """The click really is SAM's prompt: a different point gives a different mask, and SAM receives the
+    fraction times the image's size in its frame (the 128 x 90 image keeps 128 x 90 there)."""
+    torch.manual_seed(0)
+    model = LisaForReasoningSegmentation.from_parts(*parts, vision_source="dual", seg_prompt="point")
+    batch = _batch(model, scenes)
+    seen = []
+    hook = model.sam.prompt_encoder.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(kwargs["input_points"].clone()), with_kwargs=True)
+    original = model.predict_points
+    with torch.no_grad():
+        first = model(**batch).pred_masks
+        fractions = model(**batch).pred_points
+        monkeypatch.setattr(model, "predict_points",
+                            lambda *a: (*original(*a)[:2], torch.tensor([[0.9, 0.9], [0.1, 0.1]])))
+        second = model(**batch).pred_masks
+    hook.remove()
+    assert not torch.equal(first[0], second[0])
+    torch.testing.assert_close(seen[1][1, 0, 0], fractions[1][0] * torch.tensor([128.0, 90.0]))
+    torch.testing.assert_close(seen[-1][1, 0, 0], torch.tensor([12.8, 9.0]))
+
+
+def test_point_targets_are_inside_centres_and_nan_for_empty_masks():
+    from lisalib.lisa.processing import mask_points
+
+    masks = torch.zeros(2, 10, 20)
+    masks[0, 2:5, 4:9] = 1  # centre pixel (6, 3)
+    points = mask_points(masks)
+    torch.testing.assert_close(points[0], torch.tensor([6 / 20, 3 / 10]))
+    assert bool(points[1].isnan().all())
+
+
+def test_seg_prompt_is_checked():
+    with pytest.raises(ValueError, match="seg_prompt"):
+        LisaConfig(vlm_config=tiny_llava_config(90, 4, 0, 2, 3), sam_config=tiny_sam_config(), seg_prompt="box")

@@ -146,6 +146,28 @@ def test_existing_run_needs_resume(tmp_path, synth_data):
         train(args)
 
 
+def test_resuming_a_finished_run_trains_nothing_and_keeps_its_record(tmp_path, synth_data):
+    """Re-running a notebook cell with resume=True must not delete or overwrite a finished run."""
+    args = tiny_args(tmp_path, synth_data, "done", max_steps=2, resume=True)
+    first = train(args)
+    before = weights(tmp_path / "done")
+    log = (tmp_path / "done" / "log.jsonl").read_text()
+    again = train(args)
+    assert again == first and again["finished"]
+    assert (tmp_path / "done" / "log.jsonl").read_text() == log
+    after = weights(tmp_path / "done")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_point_route_trains_and_logs_its_location_loss(tmp_path, synth_data):
+    args = tiny_args(tmp_path, synth_data, "point", max_steps=2, use_lora=True, seg_prompt="point")
+    summary = train(args)
+    assert summary["trainable_parameters"]["projections"] > 0
+    log = read_log(tmp_path / "point")
+    assert all(r["location"] > 0 for r in log)
+    assert any(k.startswith("seg_to_point.") for k in weights(tmp_path / "point"))
+
+
 def test_lora_adds_exact_adapter_count(tmp_path, synth_data):
     args = tiny_args(tmp_path, synth_data, "lora", max_steps=1, use_lora=True, lora_r=8)
     summary = train(args)

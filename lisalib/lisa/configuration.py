@@ -4,6 +4,9 @@
 the mask, as LISA; ``vlm``: one CLIP pass for both; ``sam``: one SAM pass for both). ``seg_hidden_state``
 says which hidden state prompts SAM: the token *preceding* ``<SEG>`` (LISA: the state that decided to emit
 ``<SEG>``) or ``<SEG>``'s own position (Sa2VA's choice, which also reads the learned ``<SEG>`` row).
+``seg_prompt`` says how that state reaches SAM's decoder: as one learned prompt token (``embedding``,
+LISA), as a click at a point predicted from it and embedded by SAM's own prompt encoder (``point``), or
+both tokens together; the point is trained by an extra L1 loss towards the mask's inside-centre.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from lisalib.lisa.processing import VISION_SOURCES
 
 SEG_HIDDEN_STATES = ("preceding", "seg")
 SEG_PROJECTIONS = ("seg_token_to_sam", "text_hidden_fcs")
+SEG_PROMPTS = ("embedding", "point", "both")
 
 
 class LisaConfig(PreTrainedConfig):
@@ -28,6 +32,8 @@ class LisaConfig(PreTrainedConfig):
     seg_token_id: int | None = None
     seg_hidden_state: str = "preceding"  # "preceding" (LISA) or "seg" (the <SEG> position itself)
     seg_projection: str = "seg_token_to_sam"  # seed's Linear-GELU-LayerNorm, or LISA's "text_hidden_fcs"
+    seg_prompt: str = "embedding"  # "embedding" (LISA), "point" (a click predicted from the state) or "both"
+    location_loss_weight: float = 1.0  # L1 of the predicted point against the mask's inside-centre
     ce_loss_weight: float = 1.0
     bce_loss_weight: float = 2.0
     dice_loss_weight: float = 0.5
@@ -37,7 +43,8 @@ class LisaConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         for name, value, allowed in (("vision_source", self.vision_source, VISION_SOURCES),
                                      ("seg_hidden_state", self.seg_hidden_state, SEG_HIDDEN_STATES),
-                                     ("seg_projection", self.seg_projection, SEG_PROJECTIONS)):
+                                     ("seg_projection", self.seg_projection, SEG_PROJECTIONS),
+                                     ("seg_prompt", self.seg_prompt, SEG_PROMPTS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if not isinstance(self.vlm_config.vision_feature_layer, int):
@@ -45,7 +52,8 @@ class LisaConfig(PreTrainedConfig):
 
     @property
     def loss_weights(self) -> LossWeights:
-        return LossWeights(self.ce_loss_weight, self.bce_loss_weight, self.dice_loss_weight)
+        return LossWeights(self.ce_loss_weight, self.bce_loss_weight, self.dice_loss_weight,
+                           self.location_loss_weight if self.seg_prompt != "embedding" else 0.0)
 
     @property
     def vlm_grid(self) -> int:

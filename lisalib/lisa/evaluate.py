@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from lisalib.cli import dataclass_parser, format_table
 from lisalib.lisa.modeling import LisaForReasoningSegmentation
 from lisalib.reasonseg.dataset import ReasonSegDataset, eval_answer, question
-from lisalib.reasonseg.metrics import ReasonSegMetrics
+from lisalib.reasonseg.metrics import ReasonSegMetrics, mean_interval
 from lisalib.reasonseg.synth import synth_record
 from lisalib.training.checkpoints import CHECKPOINTS_DIR, RUN_FILE, STATE_FILE, TRAINABLE_FILE, checkpoints
 
@@ -115,13 +115,16 @@ def evaluate(model: LisaForReasoningSegmentation, dataset, protocols: Sequence[s
         images = [item["image"] for item in items]
         queries = [question(item["texts"][0], item["is_sentence"], image_token="").strip() for item in items]
         records_batch = [{"index": start + j, "path": item["path"], "query": item["texts"][0],
-                          "is_sentence": item["is_sentence"], "query_type": query_type(item["path"])}
+                          "is_sentence": item["is_sentence"], "query_type": query_type(item["path"]),
+                          "n_shapes": scene_size(item["path"])}
                          for j, item in enumerate(items)]
         if "teacher_forced" in protocols:
             results = model.segment(images, queries, answers=[eval_answer(seg)] * len(items))
             for item, result, record in zip(items, results, records_batch):
                 score = metrics["teacher_forced"].update(result.masks[0], item["mask"], item["is_sentence"])[0]
                 record["iou_teacher_forced"] = score.iou
+                if result.points is not None:
+                    record.update(point_record(result.points[0], item["mask"]))
                 if keep_predictions:
                     record["logits"] = result.mask_logits[0].numpy().astype(np.float16)
         if "generate" in protocols:
@@ -141,6 +144,13 @@ def evaluate(model: LisaForReasoningSegmentation, dataset, protocols: Sequence[s
     by_protocol = {p: metrics[p].compute() for p in protocols}
     if "generate" in protocols:
         by_protocol["generate"]["seg_rate"] = with_seg / total
+    pointed = [r for r in records if "point_error" in r]
+    if pointed:
+        errors = [r["point_error"] for r in pointed if r["point_error"] is not None]
+        by_protocol["teacher_forced"]["point"] = {
+            "median_error_px": float(np.median(errors)) if errors else float("nan"),
+            "mean_error_px": float(np.mean(errors)) if errors else float("nan"),
+            "inside_rate": float(np.mean([r["point_inside"] for r in pointed])), "n": len(pointed)}
     headline = by_protocol["teacher_forced" if "teacher_forced" in protocols else "generate"]
     return {"giou": headline["giou"], "ciou": headline["ciou"], "n": headline["n"],
             "vision_source": model.config.vision_source, "protocols": by_protocol, "samples": records}
@@ -151,14 +161,45 @@ def query_type(image_path: str | Path) -> str | None:
     return synth_record(image_path).get("query_type")
 
 
+def scene_size(image_path: str | Path) -> int | None:
+    """How many shapes the synthetic sample's scene holds (rebuilt from its seed); None for real ReasonSeg."""
+    record = synth_record(image_path)
+    if "scene_seed" not in record:
+        return None
+    from lisalib.world import generate_scene
+
+    return len(generate_scene(tuple(record["scene_seed"])).objects)
+
+
+def point_record(point: np.ndarray, mask: np.ndarray) -> dict:
+    """The predicted click against the ground truth: its (x, y), the distance in pixels to the mask's
+    inside-centre (None for an empty mask) and whether it lands on a target pixel."""
+    from lisalib.constants import MASK_TARGET_VALUE
+    from lisalib.reasonseg.masks import centre_point
+
+    target = np.asarray(mask) == MASK_TARGET_VALUE
+    x, y = float(point[0]), float(point[1])
+    col, row = int(np.clip(np.floor(x), 0, target.shape[1] - 1)), int(np.clip(np.floor(y), 0, target.shape[0] - 1))
+    error = None
+    if target.any():
+        cx, cy = centre_point(target)
+        error = float(np.hypot(x - cx, y - cy))
+    return {"point": [round(x, 2), round(y, 2)], "point_error": error, "point_inside": bool(target[row, col])}
+
+
 def breakdown(samples: Sequence[dict], key: str = "query_type", protocol: str = "teacher_forced") -> dict[str, dict]:
-    """gIoU per value of ``key`` over evaluated sample records: ``{value: {"giou", "n"}}``, largest group first."""
+    """gIoU per value of ``key`` over evaluated sample records, ``{value: {"giou", "low", "high", "n"}}``
+    (low/high: the 95% interval of the mean), largest group first."""
     groups: dict[str, list[float]] = {}
     for sample in samples:
         if f"iou_{protocol}" in sample:
             groups.setdefault(str(sample.get(key)), []).append(sample[f"iou_{protocol}"])
     ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    return {name: {"giou": float(np.mean(ious)), "n": len(ious)} for name, ious in ordered}
+    result = {}
+    for name, ious in ordered:
+        mean, low, high = mean_interval(ious)
+        result[name] = {"giou": mean, "low": low, "high": high, "n": len(ious)}
+    return result
 
 
 RESULT_HEADERS = ("model", "protocol", "gIoU", "cIoU", "short gIoU", "long gIoU", "n")

@@ -27,6 +27,7 @@ class LossWeights:
     ce: float = 1.0
     bce: float = 2.0
     dice: float = 0.5
+    location: float = 0.0  # not LISA's: the point route's L1 (LisaConfig.location_loss_weight)
 
 
 def sigmoid_bce_per_mask(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -69,7 +70,21 @@ def mask_losses(pred_logits: Sequence[torch.Tensor], gt_masks: Sequence[torch.Te
     return bce_sum / (count + MASK_COUNT_EPS), dice_sum / (count + MASK_COUNT_EPS)
 
 
+def location_loss(patch_logits: torch.Tensor, offsets: torch.Tensor, target_patch: torch.Tensor,
+                  target_offset: torch.Tensor) -> torch.Tensor:
+    """The point route's loss: cross-entropy of the patch that holds the target's inside-centre, plus the
+    L1 error of that patch's predicted in-patch offset. Targets with patch -100 (an empty mask, or a
+    centre outside the LLM's view of the image) are left out; 0 when none is left."""
+    keep = target_patch >= 0
+    if not bool(keep.any()):
+        return patch_logits.sum() * 0.0
+    ce = F.cross_entropy(patch_logits[keep].float(), target_patch[keep])
+    chosen = offsets[keep][torch.arange(int(keep.sum()), device=offsets.device), target_patch[keep]]
+    return ce + (chosen - target_offset[keep].to(chosen)).abs().sum(dim=-1).mean()
+
+
 def total_loss(ce: torch.Tensor | float, bce: torch.Tensor | float, dice: torch.Tensor | float,
-               weights: LossWeights = LossWeights()) -> torch.Tensor | float:
-    """ce_weight * CE + bce_weight * BCE + dice_weight * Dice."""
-    return weights.ce * ce + weights.bce * bce + weights.dice * dice
+               weights: LossWeights = LossWeights(), location: torch.Tensor | float = 0.0) -> torch.Tensor | float:
+    """ce_weight * CE + bce_weight * BCE + dice_weight * Dice (+ location_weight * L1 of the point route)."""
+    loss = weights.ce * ce + weights.bce * bce + weights.dice * dice
+    return loss + weights.location * location if weights.location else loss

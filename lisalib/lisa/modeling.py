@@ -10,6 +10,7 @@ ids after the image tokens have been expanded, so no "255 image tokens" offset a
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,10 +24,10 @@ from transformers import LlavaForConditionalGeneration, PreTrainedModel, SamMode
 from transformers.utils import ModelOutput
 from transformers.utils import logging as transformers_logging
 
-from lisalib.lisa.bridges import SegTokenToSam, TextHiddenFcs, VisionToSam, VisionToVlm
+from lisalib.lisa.bridges import SegTokenToPoint, SegTokenToSam, TextHiddenFcs, VisionToSam, VisionToVlm
 from lisalib.lisa.configuration import LisaConfig
-from lisalib.lisa.losses import mask_losses, total_loss
-from lisalib.lisa.processing import LisaInputError, LisaProcessor, postprocess_masks
+from lisalib.lisa.losses import location_loss, mask_losses, total_loss
+from lisalib.lisa.processing import LisaInputError, LisaProcessor, grid_to_image, image_to_grid, postprocess_masks
 from lisalib.training.recipes import DEFAULT_GROUPS, check_groups, seg_row_config
 
 
@@ -40,16 +41,19 @@ class ImageFeatures(NamedTuple):
 
 @dataclass
 class LisaOutput(ModelOutput):
-    """``loss`` = ce_weight*CE + bce_weight*BCE + dice_weight*Dice; masks are logits, grouped per image."""
+    """``loss`` = ce_weight*CE + bce_weight*BCE + dice_weight*Dice (+ location_weight*L1 on the point route);
+    masks are logits, grouped per image; points are fractions of each image's width and height."""
 
     loss: torch.Tensor | None = None
     ce_loss: torch.Tensor | None = None
     bce_loss: torch.Tensor | None = None
     dice_loss: torch.Tensor | None = None
+    location_loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     low_res_masks: list[torch.Tensor] | None = None  # per image [n_seg, 4S, 4S]
     pred_masks: list[torch.Tensor] | None = None  # per image [n_seg, H, W] at the original size
     seg_embeddings: torch.Tensor | None = None  # [N_seg, C] prompts given to SAM
+    pred_points: list[torch.Tensor] | None = None  # per image [n_seg, 2] (x / W, y / H), point route only
 
 
 @dataclass
@@ -59,6 +63,7 @@ class SegmentationResult:
     text: str
     masks: np.ndarray  # [n_seg, H, W] bool
     mask_logits: torch.Tensor  # [n_seg, H, W] float
+    points: np.ndarray | None = None  # [n_seg, 2] (x, y) pixels of the predicted click (point route only)
 
 
 # ----- the model -----------------------------------------------------------------------------------
@@ -87,7 +92,10 @@ class LisaForReasoningSegmentation(PreTrainedModel):
             self.vision_to_vlm = VisionToVlm(config.sam_channels, vision_dim, config.vlm_grid)
             self.vlm.model.vision_tower = None  # never run: the LLM reads SAM's embedding
         projection = SegTokenToSam if config.seg_projection == "seg_token_to_sam" else TextHiddenFcs
-        self.seg_projection = projection(llm_dim, config.sam_channels)
+        if config.seg_prompt in ("embedding", "both"):
+            self.seg_projection = projection(llm_dim, config.sam_channels)
+        if config.seg_prompt in ("point", "both"):
+            self.seg_to_point = SegTokenToPoint(llm_dim)
         self.processor: LisaProcessor | None = None
         self.post_init()
 
@@ -143,7 +151,7 @@ class LisaForReasoningSegmentation(PreTrainedModel):
     def _place_bridges(self) -> None:
         """Put the new (randomly initialised) bridges on the device and in the dtype of what they feed."""
         sam_param = next(self.sam.mask_decoder.parameters())
-        for name in ("vision_to_sam", "seg_projection"):
+        for name in ("vision_to_sam", "seg_projection", "seg_to_point"):
             if hasattr(self, name):
                 getattr(self, name).to(device=sam_param.device, dtype=sam_param.dtype)
         if hasattr(self, "vision_to_vlm"):
@@ -248,37 +256,72 @@ class LisaForReasoningSegmentation(PreTrainedModel):
             cols = cols - 1
         return hidden[rows, cols], rows
 
-    # ----- the mask path -----------------------------------------------------------------------------
-    def decode_masks(self, sam_features: torch.Tensor, seg_states: torch.Tensor,
-                     image_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One low-res mask logit map per ``<SEG>``: ``[N, 4S, 4S]``, plus the SAM prompts ``[N, C]``.
+    def predict_points(self, image_tokens: torch.Tensor, seg_states: torch.Tensor, rows: torch.Tensor,
+                       original_sizes: torch.Tensor | None):
+        """The point route: (patch logits ``[N, T]``, in-patch offsets ``[N, T, 2]``, clicks ``[N, 2]`` as
+        fractions of each original image's width and height). ``image_tokens`` ``[B, T, D]`` are the image
+        features the LLM reads (after LLaVA's projector), one row per image."""
+        if original_sizes is None:
+            raise LisaInputError("the point route needs original_sizes (the processor adds them)")
+        logits, offsets = self.seg_to_point(seg_states, image_tokens[rows.to(image_tokens.device)])
+        grid_points = SegTokenToPoint.click(logits, offsets)
+        sizes = original_sizes.to(grid_points.device)[rows.to(grid_points.device)]
+        return logits, offsets, grid_to_image(grid_points, sizes, self.config.vision_source)
 
-        Each ``<SEG>`` prompt is the single sparse token of its own decoder call, with the "no mask"
-        dense embedding and ``multimask_output=False``, as in LISA.
+    # ----- the mask path -----------------------------------------------------------------------------
+    def decode_masks(self, sam_features: torch.Tensor, seg_states: torch.Tensor, image_index: torch.Tensor,
+                     reshaped_sizes: torch.Tensor | None = None, points: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One low-res mask logit map per ``<SEG>``: ``[N, 4S, 4S]``, plus LISA's prompt tokens ``[N, C]``
+        (None when not used). ``points``: the point route's clicks ``[N, 2]``, fractions of each image.
+
+        Each ``<SEG>`` prompts its own decoder call with the "no mask" dense embedding and
+        ``multimask_output=False``, as in LISA. Its sparse prompt is LISA's one learned token
+        (``seg_prompt="embedding"``), a positive click at the predicted point through SAM's prompt encoder
+        (``"point"``; the point lives in the image part of SAM's padded square, so ``reshaped_sizes``, each
+        image's ``(h, w)`` there, are needed), or the click's tokens followed by LISA's (``"both"``).
         """
-        prompts = self.seg_projection(seg_states)
-        count = prompts.shape[0]
+        prompt = self.config.seg_prompt
         side = 4 * self.config.sam_grid
+        tokens = self.seg_projection(seg_states) if prompt in ("embedding", "both") else None
+        if prompt != "embedding" and points is None:
+            raise LisaInputError(f"seg_prompt={prompt!r} needs the predicted points (see predict_points)")
+        count = seg_states.shape[0]
         if count == 0:
-            return sam_features.new_zeros((0, side, side)), prompts
+            return sam_features.new_zeros((0, side, side)), tokens
         embeddings = sam_features[image_index]
-        _, dense = self.sam.prompt_encoder(input_points=None, input_labels=None, input_boxes=None, input_masks=None)
+        encoder = self.sam.prompt_encoder
+        if points is not None:
+            if reshaped_sizes is None:
+                raise LisaInputError("the point route needs reshaped_input_sizes (the processor adds them)")
+            frame = reshaped_sizes.to(points)[image_index.to(points.device)].flip(-1)  # (w, h) per <SEG>
+            # detached: the click is trained by the location loss alone; the mask losses' gradient through
+            # SAM's Fourier features drowned it (location error stayed at the always-the-mean level)
+            clicks = (points.detach() * frame)[:, None, None, :].to(embeddings.dtype)  # [N, 1 prompt, 1 point, xy]
+            labels = torch.ones(count, 1, 1, dtype=torch.long, device=embeddings.device)
+            sparse, dense = encoder(input_points=clicks, input_labels=labels, input_boxes=None, input_masks=None)
+            if tokens is not None:
+                sparse = torch.cat([sparse, tokens[:, None, None, :].to(sparse.dtype)], dim=2)
+        else:
+            _, dense = encoder(input_points=None, input_labels=None, input_boxes=None, input_masks=None)
+            sparse = tokens[:, None, None, :]  # [N, 1 prompt, 1 token, C]
         positional = self.sam.get_image_wide_positional_embeddings().repeat(count, 1, 1, 1)
         low_res, _ = self.sam.mask_decoder(
             image_embeddings=embeddings,
             image_positional_embeddings=positional,
-            sparse_prompt_embeddings=prompts[:, None, None, :].to(embeddings.dtype),  # [N, 1 prompt, 1 token, C]
+            sparse_prompt_embeddings=sparse.to(embeddings.dtype),
             dense_prompt_embeddings=dense.to(embeddings.dtype),
             multimask_output=False,
         )
-        return low_res[:, 0, 0], prompts
+        return low_res[:, 0, 0], tokens
 
     # ----- forward -----------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 vlm_pixel_values: torch.Tensor | None = None, sam_pixel_values: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, gt_masks: Sequence[torch.Tensor] | None = None,
                 original_sizes: torch.Tensor | None = None, reshaped_input_sizes: torch.Tensor | None = None,
-                image_features: ImageFeatures | None = None, vision_source: str | None = None) -> LisaOutput:
+                image_features: ImageFeatures | None = None, vision_source: str | None = None,
+                gt_points: Sequence[torch.Tensor] | None = None) -> LisaOutput:
         """Teacher-forced pass: text logits, one mask per ``<SEG>``, and LISA's losses when targets are given.
 
         ``image_features`` (from :meth:`encode_images`) skips the vision path, e.g. to reuse one encoding
@@ -307,15 +350,20 @@ class LisaForReasoningSegmentation(PreTrainedModel):
                 if n_seg != gt.shape[0]:
                     raise LisaInputError(f"sample {i}: {gt.shape[0]} ground-truth mask(s) but {n_seg} <SEG> token(s) "
                                          "in the teacher-forced text; put one <SEG> in the answer per mask")
-        low_res, prompts = self.decode_masks(features.sam, seg_states, image_index.to(features.sam.device))
+        point_logits = offsets = points = None
+        if self.config.seg_prompt != "embedding":
+            point_logits, offsets, points = self.predict_points(features.llm, seg_states, image_index, original_sizes)
+        low_res, prompts = self.decode_masks(features.sam, seg_states, image_index.to(features.sam.device),
+                                             reshaped_input_sizes, points)
         low_res_groups = list(low_res.split(counts))
+        point_groups = list(points.split(counts)) if points is not None else None
         pred_masks = None
         if original_sizes is not None and reshaped_input_sizes is not None:
             pad = self.config.sam_config.vision_config.image_size
             pred_masks = [postprocess_masks(group, original_sizes[i], reshaped_input_sizes[i], pad)
                           for i, group in enumerate(low_res_groups)]
 
-        ce = bce = dice = loss = None
+        ce = bce = dice = loss = location = None
         if labels is not None:
             ce = self.vlm.loss_function(logits=logits, labels=labels.to(logits.device),
                                         vocab_size=logits.shape[-1])
@@ -323,12 +371,19 @@ class LisaForReasoningSegmentation(PreTrainedModel):
             if pred_masks is None:
                 raise LisaInputError("gt_masks need original_sizes and reshaped_input_sizes (the processor adds them)")
             bce, dice = mask_losses(pred_masks, [gt.to(m.device) for gt, m in zip(gt_masks, pred_masks)])
+        if points is not None and gt_points is not None:
+            sizes = original_sizes.to(points.device)[image_index.to(points.device)]
+            grid_targets = image_to_grid(torch.cat([g.to(points) for g in gt_points]), sizes, self.config.vision_source)
+            target_patch, target_offset = SegTokenToPoint.targets(grid_targets, math.isqrt(point_logits.shape[-1]))
+            location = location_loss(point_logits, offsets, target_patch, target_offset)
         if ce is not None or bce is not None:
             zero = logits.new_zeros(())
             loss = total_loss(ce if ce is not None else zero, bce if bce is not None else zero,
-                              dice if dice is not None else zero, self.config.loss_weights)
-        return LisaOutput(loss=loss, ce_loss=ce, bce_loss=bce, dice_loss=dice, logits=logits,
-                          low_res_masks=low_res_groups, pred_masks=pred_masks, seg_embeddings=prompts)
+                              dice if dice is not None else zero, self.config.loss_weights,
+                              location if location is not None else 0.0)
+        return LisaOutput(loss=loss, ce_loss=ce, bce_loss=bce, dice_loss=dice, location_loss=location, logits=logits,
+                          low_res_masks=low_res_groups, pred_masks=pred_masks, seg_embeddings=prompts,
+                          pred_points=point_groups)
 
     # ----- inference ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -374,9 +429,12 @@ class LisaForReasoningSegmentation(PreTrainedModel):
                        original_sizes=batch["original_sizes"], reshaped_input_sizes=batch["reshaped_input_sizes"],
                        image_features=features)
             texts = [processor.decode(row[keep]) for row, keep in zip(new_tokens, valid)]
+        sizes = batch["original_sizes"].tolist()
+        points = out.pred_points or [None] * len(texts)
         return [SegmentationResult(text=text, masks=(logits > mask_threshold).cpu().numpy(),
-                                   mask_logits=logits.float().cpu())
-                for text, logits in zip(texts, out.pred_masks)]
+                                   mask_logits=logits.float().cpu(),
+                                   points=None if p is None else (p.float().cpu() * torch.tensor([w, h])).numpy())
+                for text, logits, p, (h, w) in zip(texts, out.pred_masks, points, sizes)]
 
     # ----- what trains -------------------------------------------------------------------------------
     def trainable_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -386,7 +444,7 @@ class LisaForReasoningSegmentation(PreTrainedModel):
         (one ``[1, D]`` tensor each, empty until :meth:`set_trainable` adds them); ``lora`` is empty until
         adapters are injected (``lisalib.lisa.train.add_lora``).
         """
-        bridges = [getattr(self, name) for name in ("vision_to_sam", "vision_to_vlm", "seg_projection")
+        bridges = [getattr(self, name) for name in ("vision_to_sam", "vision_to_vlm", "seg_projection", "seg_to_point")
                    if hasattr(self, name)]
         language = self.vlm.model.language_model
         return {

@@ -138,6 +138,7 @@ class LisaProcessor:
             batch["labels"] = self._labels(batch["input_ids"], batch["attention_mask"], prompts)
         if gt_masks is not None:
             batch["gt_masks"] = gt_masks
+            batch["gt_points"] = [mask_points(group) for group in gt_masks]
         return batch
 
     def _check_masks(self, images, answers, masks, require_seg) -> list[torch.Tensor] | None:
@@ -198,6 +199,51 @@ class LisaProcessor:
     def decode(self, token_ids: torch.Tensor) -> str:
         """Generated ids to text; <SEG> stays visible, </s> and padding do not."""
         return self.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+
+
+def mask_points(masks: torch.Tensor) -> torch.Tensor:
+    """``[n, 2]`` inside-centres (:func:`lisalib.reasonseg.masks.centre_point`) of ``[n, H, W]`` 0/1 masks as
+    fractions ``(x / W, y / H)``, the point route's target; NaN for an empty mask."""
+    from lisalib.reasonseg.masks import centre_point
+
+    height, width = masks.shape[-2:]
+    points = torch.full((masks.shape[0], 2), float("nan"))
+    for k, mask in enumerate(masks):
+        target = mask.numpy() == MASK_TARGET_VALUE
+        if target.any():
+            x, y = centre_point(target)
+            points[k] = torch.tensor([x / width, y / height])
+    return points
+
+
+def grid_to_image(points: torch.Tensor, sizes: torch.Tensor, vision_source: str) -> torch.Tensor:
+    """Fractions of the LLM's image-token grid ``[N, 2]`` -> fractions ``(x / W, y / H)`` of each original image.
+
+    ``sizes`` are the images' ``(H, W)``. The grid covers CLIP's view: for ``dual`` the central square
+    (shortest edge resized, centre crop), for ``vlm`` and ``sam`` the image padded bottom/right to a square.
+    """
+    height, width = sizes.to(points).unbind(-1)
+    if vision_source == "dual":
+        side = torch.minimum(height, width)
+        x = ((width - side) / 2 + points[:, 0] * side) / width
+        y = ((height - side) / 2 + points[:, 1] * side) / height
+    else:
+        side = torch.maximum(height, width)
+        x, y = points[:, 0] * side / width, points[:, 1] * side / height
+    return torch.stack([x, y], dim=-1)
+
+
+def image_to_grid(points: torch.Tensor, sizes: torch.Tensor, vision_source: str) -> torch.Tensor:
+    """The inverse of :func:`grid_to_image` (a point CLIP's centre crop cut away lands outside [0, 1))."""
+    height, width = sizes.to(points).unbind(-1)
+    if vision_source == "dual":
+        side = torch.minimum(height, width)
+        x = (points[:, 0] * width - (width - side) / 2) / side
+        y = (points[:, 1] * height - (height - side) / 2) / side
+    else:
+        side = torch.maximum(height, width)
+        x, y = points[:, 0] * width / side, points[:, 1] * height / side
+    return torch.stack([x, y], dim=-1)
 
 
 def postprocess_masks(low_res: torch.Tensor, original_size: Sequence[int], reshaped_size: Sequence[int],

@@ -61,6 +61,11 @@ class TrainArgs(TrainingArguments):
         "vlm: Modified LISA (one CLIP pass); dual: LISA (CLIP + SAM's ViT); sam: one SAM pass"))
     seg_hidden_state: Literal["preceding", "seg"] = field(default="preceding", **arg(
         "hidden state that prompts SAM: the token before <SEG> (LISA) or <SEG> itself"))
+    seg_prompt: Literal["embedding", "point", "both"] = field(default="embedding", **arg(
+        "how the <SEG> state prompts SAM: LISA's learned token (embedding), a click predicted from it and "
+        "embedded by SAM's prompt encoder (point), or both"))
+    location_loss_weight: float = field(default=1.0, **arg(
+        "weight of the point route's L1 loss towards the mask's inside-centre (point / both only)"))
     load_in_4bit: bool | None = field(default=None, **arg(
         "load the LLM in NF4 with bitsandbytes (None: the profile's choice)", nargs="?", const=True))
     use_lora: bool = field(default=False, **arg("add LoRA adapters (peft) to the LLM's attention projections"))
@@ -193,7 +198,8 @@ def build_model(args: TrainArgs, device: torch.device | str | None = None) -> Li
     model = LisaForReasoningSegmentation.from_parts(
         args.vlm_name, args.sam_name, args.vision_source, load_in_4bit=bool(args.load_in_4bit),
         dtype=TORCH_DTYPES[args.dtype], device=device,
-        seg_hidden_state=args.seg_hidden_state)  # frozen backbones in the compute dtype
+        seg_hidden_state=args.seg_hidden_state, seg_prompt=args.seg_prompt,
+        location_loss_weight=args.location_loss_weight)  # frozen backbones in the compute dtype
     if args.use_lora:
         add_lora(model, args)
     model.trainable_counts = model.set_trainable(args.trainable)  # per group, seg_row as its two rows
@@ -254,7 +260,8 @@ def fingerprint(name_or_path: str) -> str | None:
 
 
 class LisaTask(TrainingTask):
-    """Chapter 3's run for :func:`lisalib.training.loop.train_loop`: LISA's CE + 2 BCE + 0.5 Dice."""
+    """Chapter 3's run for :func:`lisalib.training.loop.train_loop`: LISA's CE + 2 BCE + 0.5 Dice, plus the
+    point route's weighted L1 when ``seg_prompt`` uses it."""
 
     def __init__(self, args: TrainArgs):
         self.args = args
@@ -280,8 +287,12 @@ class LisaTask(TrainingTask):
     def loss(self, model, batch, scales):
         out = model(**batch)
         ce, bce, dice = out.ce_loss * scales["tokens"], out.bce_loss * scales["masks"], out.dice_loss * scales["masks"]
-        loss = total_loss(ce, bce, dice, self.model.config.loss_weights)  # out.loss exactly, on one process
-        return loss, {"loss": loss, "ce": ce, "bce": bce, "dice": dice}
+        terms = {"ce": ce, "bce": bce, "dice": dice}
+        if out.location_loss is not None:
+            terms["location"] = out.location_loss * scales["masks"]
+        loss = total_loss(ce, bce, dice, self.model.config.loss_weights,
+                          terms.get("location", 0.0))  # out.loss exactly, on one process
+        return loss, {"loss": loss, **terms}
 
     def optimizer(self, model):
         return optimizer_for(model, self.args)

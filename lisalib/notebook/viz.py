@@ -74,3 +74,33 @@ def show_overlay(image, masks, title: str = "", points: Sequence[tuple[float, fl
     ax.set_title(title, fontsize=9)
     ax.axis("off")
     return ax
+
+
+GT_OUTLINE = "white"
+PRED_OUTLINE = "black"
+
+
+def plot_prediction(ax: plt.Axes, image, gt_mask, pred_mask, point: Sequence[float] | None = None,
+                    title: str = "", legend: bool = False) -> None:
+    """The image with the ground truth outlined in white (solid) and the prediction in black (dashed), so
+    neither hides the shapes' own colours; the point route's click as a black-and-white cross."""
+    from matplotlib.lines import Line2D
+
+    from lisalib.constants import MASK_TARGET_VALUE
+
+    ax.imshow(np.asarray(image), interpolation="nearest")
+    gt = np.asarray(gt_mask) == MASK_TARGET_VALUE
+    pred = np.asarray(pred_mask).astype(bool)
+    for mask, colour, style in ((gt, GT_OUTLINE, "solid"), (pred, PRED_OUTLINE, "dashed")):
+        if mask.any():
+            ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.6, linestyles=style)
+    if point is not None:
+        ax.plot(*point, marker="P", markersize=9, color="black", markeredgecolor="white")
+    ax.set_title(title, fontsize=8, wrap=True)
+    ax.axis("off")
+    if legend:
+        handles = [Line2D([], [], color=GT_OUTLINE, lw=2, label="ground truth"),
+                   Line2D([], [], color=PRED_OUTLINE, lw=2, ls="--", label="prediction"),
+                   Line2D([], [], color="black", marker="P", markeredgecolor="white", lw=0, label="predicted click")]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.02), fontsize=8, ncol=3,
+                  facecolor="lightgrey")

@@ -78,6 +78,15 @@ def answer_templates(seg_token: str = SEG_TOKEN) -> list[str]:
     return [t.format(seg=seg_token) for t in ANSWER_TEMPLATES]
 
 
+def user_query(text: str) -> str:
+    """A learner's own query in LISA's prompt, as training and evaluation ask it: a sentence (ending in
+    "?" or ".") as a long query, anything else as a short phrase ("What is ... in this image?")."""
+    text = " ".join(text.split())
+    if not text:
+        raise ValueError("the query is empty: type a phrase ('the red circle') or a question")
+    return question(text, is_sentence=text.endswith(("?", ".")), image_token="").strip()
+
+
 def eval_answer(seg_token: str = SEG_TOKEN) -> str:
     """The teacher-forced answer LISA's validation uses (no generation): ``'<SEG>.'``."""
     return ANSWER_TEMPLATES[-1].format(seg=seg_token)

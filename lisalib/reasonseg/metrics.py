@@ -98,11 +98,25 @@ def sample_iou(pred: Any, gt: Any) -> float:
     return score_mask(pred, gt).iou
 
 
+def mean_interval(values, z: float = 1.96) -> tuple[float, float, float]:
+    """(mean, low, high): the mean and its normal-approximation 95% interval, z * sd / sqrt(n) (NaN bounds
+    for fewer than two values). gIoU is a mean of per-sample IoUs, so this is the interval of a gIoU."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = z * float(values.std(ddof=1)) / np.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
 def summarise(scores: list[MaskScore]) -> dict:
-    """gIoU, cIoU, precision, recall and n of a list of mask scores (NaN everywhere when empty)."""
+    """gIoU (with its 95% interval), cIoU, precision, recall and n of a list of mask scores (NaN when empty)."""
     n = len(scores)
     if n == 0:
-        return {"giou": float("nan"), "ciou": float("nan"), "precision": float("nan"), "recall": float("nan"), "n": 0}
+        return {"giou": float("nan"), "ciou": float("nan"), "precision": float("nan"), "recall": float("nan"), "n": 0,
+                "giou_low": float("nan"), "giou_high": float("nan")}
     inter = sum(s.intersection for s in scores)
     union = sum(s.union for s in scores)
     predicted = sum(s.predicted for s in scores)
@@ -113,6 +127,7 @@ def summarise(scores: list[MaskScore]) -> dict:
         "precision": inter / predicted if predicted else float("nan"),
         "recall": inter / target if target else float("nan"),
         "n": n,
+        **dict(zip(("giou_low", "giou_high"), mean_interval([s.iou for s in scores])[1:])),
     }
 
 

@@ -208,6 +208,11 @@ def train_loop(args: TrainingArguments, task: TrainingTask, stop_after: int | No
         accelerator.step = start_step * args.grad_accum  # micro-batches seen: keeps accumulate() in phase
         if main and args.progress:
             print(f"resumed from {resumable[-1]} at step {start_step}/{total_steps}", flush=True)
+        if start_step >= total_steps and (output_dir / "summary.json").is_file():
+            # a finished run: nothing to train, and its recorded benchmark stays as it was measured
+            for handle in hooks:
+                handle.remove()
+            return json.loads((output_dir / "summary.json").read_text())
     log_path = output_dir / LOG_FILE
     if main:
         write_json_atomically(output_dir / RUN_FILE, run)

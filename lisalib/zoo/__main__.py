@@ -30,6 +30,8 @@ class BuildArgs:
         "help": "KEY=VALUE overrides of a recipe field, repeatable (needs one --only and --out_dir)",
         "action": "extend"})
     out_dir: str | None = field(default=None, metadata={"help": "save there instead of the package zoo"})
+    start_from: str | None = field(default=None, metadata={
+        "help": "tiny-llava: run only the recipe's later stages, on this built checkpoint's weights"})
 
 
 @dataclass
@@ -61,16 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     args = from_namespace(BuildArgs if building else EvalArgs, namespace)
     names = args.only or list(ZOO_MODELS)
     overrides = {}
-    if building and (args.recipe or args.out_dir):
+    if building and (args.recipe or args.out_dir or args.start_from):
         if len(names) != 1 or not args.out_dir:
-            parser.error("--recipe and --out_dir need exactly one --only NAME and an --out_dir")
+            parser.error("--recipe, --start_from and --out_dir need exactly one --only NAME and an --out_dir")
         overrides = recipe_overrides(names[0], args.recipe or [])
     results = {}
     for name in names:
         if building:
             from lisalib.zoo.build import build
 
-            results[name] = build(name, out_dir=args.out_dir, progress=not args.json, **overrides)
+            results[name] = build(name, out_dir=args.out_dir, progress=not args.json, start_from=args.start_from,
+                                  **overrides)
         else:
             results[name] = evaluate(name, args.samples)
             if args.update_cards:

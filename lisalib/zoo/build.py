@@ -27,16 +27,30 @@ REGRESSION_FLOORS = {"tiny-llava": ("qa", 0.40), "tiny-sam": ("miou", 0.75)}
 STORAGE_DTYPES = {"tiny-llava": torch.float16, "tiny-sam": torch.float32}
 
 
-def build(name: str, out_dir: Path | None = None, progress: bool = True, **recipe_overrides) -> dict:
-    """Pretrain zoo model ``name``, save it to ``out_dir`` (default: the package zoo) and return its card."""
+def build(name: str, out_dir: Path | None = None, progress: bool = True, start_from: str | None = None,
+          **recipe_overrides) -> dict:
+    """Pretrain zoo model ``name``, save it to ``out_dir`` (default: the package zoo) and return its card.
+
+    ``start_from`` (tiny-llava only: a built checkpoint's name or folder) skips the stages that checkpoint
+    already went through and runs the recipe's later stages on its weights; the card keeps the earlier
+    build's recipe and times under ``earlier_stages``.
+    """
     if name not in ZOO_MODELS:
         raise ValueError(f"unknown zoo model {name!r}; the zoo has: {', '.join(ZOO_MODELS)}")
     out_dir = Path(out_dir) if out_dir is not None else BACKBONES_DIR / name
     torch.set_num_threads(max(1, torch.get_num_threads()))
     recipe_class, pretrain, evaluate, data = _family(name)
     recipe = recipe_class(**recipe_overrides)
+    earlier = None
+    if start_from is not None:
+        if ZOO_MODELS[name] != "vlm":
+            raise ValueError("start_from continues a tiny-llava build only")
+        from lisalib.zoo import resolve
+
+        earlier_card = json.loads((Path(resolve(start_from)) / CARD_FILE).read_text())
+        earlier = {key: earlier_card.get(key) for key in ("recipe", "train_seconds", "built_with", "metrics")}
     start = time.perf_counter()
-    model, processor, history = pretrain(recipe, progress=progress)
+    model, processor, history = pretrain(recipe, progress=progress, **({"start_from": start_from} if start_from else {}))
     train_seconds = time.perf_counter() - start
     round_to_storage(model, STORAGE_DTYPES[name])
     metrics = evaluate(model, processor, n_scenes=200)
@@ -58,10 +72,14 @@ def build(name: str, out_dir: Path | None = None, progress: bool = True, **recip
         "aim": {"metric": metric, "min": aim, "met": metrics[metric] >= aim},
         "final_loss": round(sum(history[-50:]) / len(history[-50:]), 4),
         "train_seconds": round(train_seconds, 1),
-        "build_command": f"python -m lisalib.zoo build --only {name}",
+        "build_command": f"python -m lisalib.zoo build --only {name}"
+                         + "".join(f" --recipe {k}={json.dumps(v)}" for k, v in recipe_overrides.items())
+                         + (f" --start_from {start_from}" if start_from else ""),
         "built_with": {"torch": torch.__version__, "transformers": transformers.__version__,
                        "python": platform.python_version(), "threads": torch.get_num_threads()},
     }
+    if earlier is not None:
+        card["earlier_stages"] = earlier
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     (out_dir / "README.md").write_text(model_card_markdown(card))
     return card

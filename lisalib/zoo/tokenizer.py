@@ -40,3 +40,20 @@ def build_word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
     )
     tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     return tokenizer
+
+
+# ----- grounding: LLaVA-1.5's referring-box prompt and Kosmos-2 / Pix2Seq-style location tokens -----
+LOCATION_BINS = 32  # 4 px per bin on a 128 px image: shapes are 22-48 px wide
+LOCATION_TOKENS = tuple(f"<loc_{k}>" for k in range(LOCATION_BINS))
+GROUNDING_WORDS = ("provide", "bounding", "box", "coordinate", "region", "sentence", "describes")
+
+
+def add_grounding_tokens(tokenizer: PreTrainedTokenizerFast) -> int:
+    """Add the referring-box prompt's new words and one token per location bin (after the base vocabulary,
+    so every earlier id keeps its meaning); returns how many were added (0 when they are there already)."""
+    from transformers import AddedToken
+
+    vocab = tokenizer.get_vocab()
+    words = [AddedToken(w, single_word=True, normalized=True) for w in GROUNDING_WORDS if w not in vocab]
+    locations = [AddedToken(t, normalized=False, special=False) for t in LOCATION_TOKENS if t not in vocab]
+    return tokenizer.add_tokens(words) + tokenizer.add_tokens(locations)
