@@ -31,12 +31,12 @@ zoo: $(STAMP)
 # <SEG> prompt of chapter 4's ladder; LISA_PROMPT's runs ship as tiny-lisa-<design>, the others as
 # tiny-lisa-<design>-<prompt>. Two runs at a time, one thread each.
 LISA_PROMPT ?= point
-LISA_STEPS ?= 3000
-LISA_RECIPE = --profile tiny --use_lora --data data/reasonseg_train --n_train 10000 --epochs 1 --max_steps $(LISA_STEPS) \
+LISA_STEPS ?= 4000
+LISA_RECIPE = --profile tiny --use_lora --data data/reasonseg_train --n_train 10000 --epochs 4 --max_steps $(LISA_STEPS) \
 	--batch_size 8 --lr 1e-3 --warmup_steps 50 --save_every 500 --no_progress --json
 lisa: $(STAMP)
 	mkdir -p runs
-	for prompt in embedding point both; do \
+	for prompt in $(LISA_PROMPT) $(filter-out $(LISA_PROMPT),embedding point both); do \
 	  for source in vlm dual; do \
 	    name=tiny-lisa-$$source-$$prompt; [ $$prompt = $(LISA_PROMPT) ] && name=tiny-lisa-$$source; \
 	    OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.lisa.train $(LISA_RECIPE) \

@@ -133,7 +133,8 @@ def test_breakdown_by_query_type(trained_run, synth_data):
         assert figures["giou"] == pytest.approx(sum(ious) / len(ious))
         if figures["n"] > 1:  # the 95% interval of the mean: z * sd / sqrt(n) either side
             half = 1.96 * np.std(ious, ddof=1) / np.sqrt(len(ious))
-            assert (figures["low"], figures["high"]) == pytest.approx((figures["giou"] - half, figures["giou"] + half))
+            expected = (max(figures["giou"] - half, 0.0), min(figures["giou"] + half, 1.0))  # an IoU lies in [0, 1]
+            assert (figures["low"], figures["high"]) == pytest.approx(expected)
     one = breakdown([{"iou_generate": 0.5, "is_sentence": True}], "is_sentence", "generate")
     assert one["True"]["giou"] == 0.5 and one["True"]["n"] == 1 and np.isnan(one["True"]["low"])
     by_shapes = breakdown(result["samples"], key="n_shapes")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lisalib.reasonseg.metrics import ReasonSegMetrics, iou_from_counts, sample_iou, score_mask
+from lisalib.reasonseg.metrics import ReasonSegMetrics, iou_from_counts, sample_iou, score_mask, summarise
 
 EPS = 1e-5  # LISA: IoU = I / (U + 1e-5), hand-computed below with it
 
@@ -179,3 +179,17 @@ def test_query_blind_baselines_need_a_synthetic_scene(tmp_path):
 
     with pytest.raises(ValueError, match="no synthetic scene record"):
         scene_of({"path": str(tmp_path / "real.jpg"), "mask": np.zeros((2, 2), np.uint8)})
+
+
+def test_mean_interval_is_the_normal_approximation_clipped_to_iou_range():
+    from lisalib.reasonseg.metrics import mean_interval
+
+    values = [0.2, 0.4, 0.6, 0.8]
+    mean, low, high = mean_interval(values)
+    half = 1.96 * np.std(values, ddof=1) / 2
+    assert (mean, low, high) == pytest.approx((0.5, 0.5 - half, 0.5 + half))
+    assert mean_interval([0.0, 0.0, 0.0, 0.1])[1] == 0.0  # clipped at 0
+    assert mean_interval([0.0, 0.0, 0.0, 0.1], bounds=None)[1] < 0
+    assert np.isnan(mean_interval([0.3])[1]) and np.isnan(mean_interval([])[0])
+    result = summarise([score_mask(np.ones((2, 2), bool), np.ones((2, 2), np.uint8))] * 3)
+    assert result["giou_low"] == pytest.approx(result["giou"]) == pytest.approx(result["giou_high"])  # no spread

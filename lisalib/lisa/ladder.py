@@ -50,11 +50,11 @@ def ladder_rows(design: str, baselines: Mapping[str, dict], models: Mapping[str,
     def interval(m):
         return f"{m['giou_low']:.3f}-{m['giou_high']:.3f}" if "giou_low" in m else "-"
 
-    rows = [(design, f"query-blind: {name}", m["giou"], interval(m), m["ciou"], None, None, m["n"])
+    rows = [(design, f"query-blind: {name}", m["giou"], interval(m), m["ciou"], "-", "-", m["n"])
             for name, m in baselines.items()]
     if "lm_state" in ceilings:
         m = ceilings["lm_state"]
-        rows.append((design, "frozen LM state (decoder trained)", m["giou"], interval(m), m["ciou"], None, None, m["n"]))
+        rows.append((design, "frozen LM state (decoder trained)", m["giou"], interval(m), m["ciou"], "-", "-", m["n"]))
     for prompt, label in PROMPT_RUNS.items():
         if prompt not in models:
             continue
@@ -62,7 +62,7 @@ def ladder_rows(design: str, baselines: Mapping[str, dict], models: Mapping[str,
         m = result["protocols"]["teacher_forced"]
         point = m.get("point", {})
         rows.append((design, f"trained: {label}", m["giou"], interval(m), m["ciou"],
-                     point.get("median_error_px"), point.get("inside_rate"), m["n"]))
+                     point.get("median_error_px", "-"), point.get("inside_rate", "-"), m["n"]))
     if "point" in ceilings:
         m = ceilings["point"]
         rows.append((design, "centre click (ceiling)", m["giou"], interval(m), m["ciou"], 0.0, 1.0, m["n"]))

@@ -295,8 +295,8 @@ class LisaForReasoningSegmentation(PreTrainedModel):
             if reshaped_sizes is None:
                 raise LisaInputError("the point route needs reshaped_input_sizes (the processor adds them)")
             frame = reshaped_sizes.to(points)[image_index.to(points.device)].flip(-1)  # (w, h) per <SEG>
-            # detached: the click is trained by the location loss alone; the mask losses' gradient through
-            # SAM's Fourier features drowned it (location error stayed at the always-the-mean level)
+            # detached: the click is trained by the location loss alone (with a regression head, the mask
+            # losses' gradient through SAM's Fourier features kept its error at the always-the-mean level)
             clicks = (points.detach() * frame)[:, None, None, :].to(embeddings.dtype)  # [N, 1 prompt, 1 point, xy]
             labels = torch.ones(count, 1, 1, dtype=torch.long, device=embeddings.device)
             sparse, dense = encoder(input_points=clicks, input_labels=labels, input_boxes=None, input_masks=None)

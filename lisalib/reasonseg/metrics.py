@@ -98,9 +98,11 @@ def sample_iou(pred: Any, gt: Any) -> float:
     return score_mask(pred, gt).iou
 
 
-def mean_interval(values, z: float = 1.96) -> tuple[float, float, float]:
-    """(mean, low, high): the mean and its normal-approximation 95% interval, z * sd / sqrt(n) (NaN bounds
-    for fewer than two values). gIoU is a mean of per-sample IoUs, so this is the interval of a gIoU."""
+def mean_interval(values, z: float = 1.96, bounds: tuple[float, float] | None = (0.0, 1.0)
+                  ) -> tuple[float, float, float]:
+    """(mean, low, high): the mean and its normal-approximation 95% interval, z * sd / sqrt(n), clipped to
+    ``bounds`` (an IoU lies in [0, 1]; None: unclipped); NaN bounds for fewer than two values. gIoU is a
+    mean of per-sample IoUs, so this is the interval of a gIoU."""
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         return float("nan"), float("nan"), float("nan")
@@ -108,7 +110,10 @@ def mean_interval(values, z: float = 1.96) -> tuple[float, float, float]:
     if len(values) < 2:
         return mean, float("nan"), float("nan")
     half = z * float(values.std(ddof=1)) / np.sqrt(len(values))
-    return mean, mean - half, mean + half
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return mean, low, high
 
 
 def summarise(scores: list[MaskScore]) -> dict:

@@ -3,6 +3,8 @@
     python -m lisalib.zoo build [--only NAME] [--json]   pretrain and save zoo models (minutes on a CPU)
     python -m lisalib.zoo build --only NAME --recipe KEY=VALUE [...] --out_dir DIR
                                                          try a recipe change without touching the zoo
+    python -m lisalib.zoo build --only tiny-llava --start_from CKPT [--out_dir DIR]
+                                                         only the recipe's later stages, on CKPT's weights
     python -m lisalib.zoo eval [--only NAME] [--json]    re-measure the shipped models on held-out data
     python -m lisalib.zoo list                           what the zoo has and where it lives
 """
@@ -64,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(ZOO_MODELS)
     overrides = {}
     if building and (args.recipe or args.out_dir or args.start_from):
-        if len(names) != 1 or not args.out_dir:
-            parser.error("--recipe, --start_from and --out_dir need exactly one --only NAME and an --out_dir")
+        if len(names) != 1 or (args.recipe and not args.out_dir):
+            parser.error("--recipe, --start_from and --out_dir need exactly one --only NAME, and --recipe an --out_dir")
         overrides = recipe_overrides(names[0], args.recipe or [])
     results = {}
     for name in names:

@@ -114,6 +114,11 @@ def model_card_markdown(card: dict) -> str:
     if "remeasured" in card:
         built = ", ".join(f"{k} = {v}" for k, v in card["built_metrics"].items())
         remeasured = f"\n  Re-measured: {card['remeasured']['note']} At build time: {built}."
+    if "earlier_stages" in card:
+        earlier = card["earlier_stages"]
+        remeasured += (f"\n- Built in two steps: stages 1-2 by an earlier build ({earlier['train_seconds']} s, its recipe and "
+                       f"figures under `earlier_stages` in zoo_card.json), then this card's later stages on those weights "
+                       f"({card['train_seconds']} s). `python -m lisalib.zoo build --only {card['name']}` runs all stages at once.")
     return f"""# {card['name']}
 
 A `{card['class']}` with a `{card['processor']}`, {card['parameters']:,} parameters (stored as
