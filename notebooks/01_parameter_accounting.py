@@ -364,7 +364,8 @@ print(acc.format_table([(c, doc, ours, "holds" if ok else "does not hold", note)
                        ["doc 002 claim", "doc", "computed", "verdict", "note"]))
 
 # %% [markdown]
-# Only the LLaVA trainable count holds, and only if LoRA is confined to the language model: the plain
+# Only the LLaVA trainable count holds (with the 0.12 % it implies, and the "~98 %" cut, which is
+# understated), and only if LoRA is confined to the language model: the plain
 # `target_modules=["q_proj", "v_proj"]` also adapts the 24 CLIP layers (9,961,472). Its "all params"
 # (7,109,234,688) is 37,419,008 above LLaVA + adapters, which no LoRA placement explains. The traditional
 # run's figures match neither Qwen3-0.6B-Base nor any placement of r=16 adapters on these two encoders,

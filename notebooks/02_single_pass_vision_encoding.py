@@ -333,7 +333,7 @@ for name, ops in by_op.items():
 # FLOPs are not seconds. `bench.measure_wall_times` builds the same real-size encoders with random
 # weights and times each component on this CPU (warm-up, then repeats interleaved so background load
 # hits all components alike). To keep the notebook quick it times **one** pass of each component of
-# CLIP + SAM ViT-B without warm-up: at many seconds per pass, one-off costs are small next to the
+# CLIP + SAM ViT-B without warm-up: at several seconds per pass, one-off costs are small next to the
 # run-to-run noise of a shared CPU. `python -m lisalib.bench vision` does 1 warm-up + 3 repeats and adds
 # SAM ViT-H (about 6 TFLOP per pass). Timings depend on the machine and its load; CI does not check them.
 # On a machine shared with other jobs, fewer threads can even be faster (`--threads 1`): idle threads

@@ -98,7 +98,7 @@ if profile.name == "tiny":
     CHECKPOINTS = {"vlm": "tiny-lisa-vlm", "dual": "tiny-lisa-dual"}
     LADDER = {design: shipped_runs(design) for design in DESIGNS}
 else:
-    CHECKPOINTS = {"vlm": "runs/nb03-vlm", "dual": "runs/nb03-dual"}
+    CHECKPOINTS = {"vlm": "runs/nb03-vlm-embedding", "dual": "runs/nb03-dual-embedding"}  # chapter 3, real profile
     LADDER = {design: {} for design in DESIGNS}
 print(f"{len(val)} validation samples, evaluating {N}")
 for design, runs in LADDER.items():

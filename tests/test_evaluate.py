@@ -189,3 +189,17 @@ def test_results_table_puts_the_baselines_under_the_models():
     table = results_table({"vlm": {"protocols": {"teacher_forced": figures}}}, baselines={"every shape": figures})
     assert table.splitlines()[2:] == ["| vlm | teacher_forced | 0.500 | 0.250 | 0.750 | 0.125 | 4 |",
                                       "| every shape | query-blind | 0.500 | 0.250 | 0.750 | 0.125 | 4 |"]
+
+
+def test_ladder_rows_put_every_rung_in_order():
+    from lisalib.lisa.ladder import HEADERS, ladder_rows, ladder_table
+
+    m = {"giou": 0.5, "ciou": 0.4, "n": 10, "giou_low": 0.4, "giou_high": 0.6}
+    model = {"protocols": {"teacher_forced": {**m, "point": {"median_error_px": 3.0, "inside_rate": 0.9}}}}
+    rows = ladder_rows("dual", {"every shape": m, "random shape": m}, {"both": model, "point": model, "embedding": model},
+                       {"lm_state": m, "point": m})
+    assert [r[1] for r in rows] == ["query-blind: every shape", "query-blind: random shape",
+                                    "frozen LM state (decoder trained)", "trained: LISA's <SEG> embedding",
+                                    "trained: point route", "trained: embedding + point", "centre click (ceiling)"]
+    assert all(len(r) == len(HEADERS) for r in rows) and rows[4][5:7] == (3.0, 0.9)
+    assert "0.400-0.600" in ladder_table(rows)

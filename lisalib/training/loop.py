@@ -355,10 +355,11 @@ def _check_same_run(folder: Path, run: dict) -> None:
     saved = json.loads((folder / STATE_FILE).read_text()).get("args", {})
     now = run.get("args", {})
     budget = {"epochs", "max_steps", "resume", "progress", "export_to", "output_dir", "save_every", "save_total_limit"}
-    differ = sorted(k for k in set(saved) & set(now) if k not in budget and saved[k] != now[k])
+    # a setting only one side knows (a run saved before the option existed) counts as different
+    differ = sorted(k for k in set(saved) | set(now) if k not in budget and saved.get(k) != now.get(k))
     if differ:
         raise ValueError(f"--resume would continue {folder} with other settings: "
-                         + ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in differ)
+                         + ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in differ)
                          + "; resume with the saved settings or choose another --output_dir")
 
 
