@@ -160,13 +160,14 @@ def test_shipped_checkpoints_fit_the_shipped_zoo(name, source, synth_data):
     # rebuilding tiny-llava or tiny-sam without `make lisa` would leave these bridges on the wrong base
     assert record["base"] == {"vlm": fingerprint("tiny-llava"), "sam": fingerprint("tiny-sam")}
     assert record["command"].startswith("OMP_NUM_THREADS=1 python -m lisalib.lisa.train")
-    assert sum(f.stat().st_size for f in folder.iterdir()) < 2_000_000
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 2_500_000
     model = load_trained(name)
     assert model.config.vision_source == source
     result = evaluate(model, open_split(synth_data, "val"), protocols=("teacher_forced",), progress=False)
     # the shipped runs on these 6 samples, measured when they were trained (one thread); a changed base,
     # raster or loader moves them
-    assert result["n"] == 6 and result["giou"] == pytest.approx({"vlm": 0.1678, "dual": 0.2410}[source], abs=2e-3)
+    assert result["n"] == 6 and result["giou"] == pytest.approx({"vlm": 0.6438, "dual": 0.7777}[source], abs=2e-3)
+    assert model.config.seg_prompt == "point"  # the shipped route; the ladder's companions are named by prompt
 
 
 def test_a_checkpoint_folder_and_the_cli_table(trained_run, synth_data, capsys):
