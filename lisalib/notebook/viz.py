@@ -103,4 +103,4 @@ def plot_prediction(ax: plt.Axes, image, gt_mask, pred_mask, point: Sequence[flo
                    Line2D([], [], color=PRED_OUTLINE, lw=2, ls="--", label="prediction"),
                    Line2D([], [], color="black", marker="P", markeredgecolor="white", lw=0, label="predicted click")]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.02), fontsize=8, ncol=3,
-                  facecolor="lightgrey")
+                  facecolor="dimgrey", labelcolor="white")
