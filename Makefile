@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: main test setup zoo lisa clean
+.PHONY: main test smoke-real setup zoo lisa lisa-ship lisa-ladder clean
 
 setup: $(STAMP)
 
@@ -24,22 +24,42 @@ main: $(STAMP)
 test: $(STAMP)
 	LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m pytest
 
+# every notebook in the real profile against random-weight miniatures of its hub models (cached in
+# .cache/miniatures): the real code paths on a CPU, smoke budgets, outputs not compared.
+MINIATURES := .cache/miniatures
+smoke-real: $(STAMP)
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(PY) -m lisalib.zoo.miniatures --out $(MINIATURES)
+	rm -rf .cache/smoke-runs
+	LISALIB_HUB_MAP=$(CURDIR)/$(MINIATURES) LISALIB_RUNS=$(CURDIR)/.cache/smoke-runs HF_HUB_OFFLINE=1 \
+	  $(PY) -m lisalib.notebook --profile real --notebooks notebooks --out outputs/smoke-real
+
 zoo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m lisalib.zoo build
 
-# chapter 3/4 checkpoints on top of the zoo: the same recipe and budget for both designs and for each
-# <SEG> prompt of chapter 4's ladder; LISA_PROMPT's runs ship as tiny-lisa-<design>, the others as
-# tiny-lisa-<design>-<prompt>. Two runs at a time, one thread each.
-LISA_PROMPT ?= point
+# chapter 3/4 checkpoints on top of the zoo, one thread per run, two runs at a time.
+# make lisa-ship: the shipped tiny-lisa-<design> (point route), LISA_SHIP_STEPS steps on 40,000 samples.
+# make lisa-ladder: chapter 4's same-budget comparison, LISA_STEPS steps on 10,000 samples for each <SEG>
+#   prompt, shipped as tiny-lisa-<design>-<prompt>. make lisa: both. The data is synthesised when missing.
 LISA_STEPS ?= 4000
-LISA_RECIPE = --profile tiny --use_lora --data data/reasonseg_train --n_train 10000 --epochs 4 --max_steps $(LISA_STEPS) \
-	--batch_size 8 --lr 1e-3 --warmup_steps 50 --save_every 500 --no_progress --json
-lisa: $(STAMP)
+LISA_SHIP_STEPS ?= 16000
+LISA_COMMON = --profile tiny --use_lora --epochs 4 --batch_size 8 --lr 1e-3 --warmup_steps 50 --save_every 500 \
+	--no_progress --json
+LISA_RUN = OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.lisa.train $(LISA_COMMON)
+lisa: lisa-ship lisa-ladder
+lisa-ship: $(STAMP)
 	mkdir -p runs
-	for prompt in $(LISA_PROMPT) $(filter-out $(LISA_PROMPT),embedding point both); do \
+	for source in vlm dual; do \
+	  $(LISA_RUN) --data data/reasonseg_train40k --n_train 40000 --max_steps $(LISA_SHIP_STEPS) \
+	    --vision_source $$source --seg_prompt point --output_dir runs/tiny-lisa-$$source \
+	    --export_to lisalib/zoo/checkpoints/runs/tiny-lisa-$$source > runs/tiny-lisa-$$source.json & \
+	done; \
+	wait -n && wait -n
+lisa-ladder: $(STAMP)
+	mkdir -p runs
+	for prompt in embedding point both; do \
 	  for source in vlm dual; do \
-	    name=tiny-lisa-$$source-$$prompt; [ $$prompt = $(LISA_PROMPT) ] && name=tiny-lisa-$$source; \
-	    OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.lisa.train $(LISA_RECIPE) \
+	    name=tiny-lisa-$$source-$$prompt; \
+	    $(LISA_RUN) --data data/reasonseg_train --n_train 10000 --max_steps $(LISA_STEPS) \
 	      --vision_source $$source --seg_prompt $$prompt --output_dir runs/$$name \
 	      --export_to lisalib/zoo/checkpoints/runs/$$name > runs/$$name.json & \
 	  done; \

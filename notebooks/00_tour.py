@@ -105,11 +105,15 @@ for i, obj in enumerate(scene.objects):
 # In the tiny profile `load_vlm` loads `tiny-llava`: a real `LlavaForConditionalGeneration` (a CLIP-style
 # vision tower, LLaVA's two-layer projector and a LLaMA-style language model) with a real
 # `LlavaProcessor`, pretrained by `python -m lisalib.zoo build` on shapes-world captions and questions.
-# The prompt is LLaVA-1.5's template, `USER: <image>\n{question} ASSISTANT:`.
+# The prompt is LLaVA-1.5's template, `USER: <image>\n{question} ASSISTANT:`. In the real profile it
+# loads `llava-hf/llava-1.5-7b-hf` in 4-bit and adds LLaVA-1.5's own short-answer instruction ("Answer
+# the question using a single word or phrase.", `profile.answer_suffix`), without which a 7B model
+# answers in sentences. Either way answers are compared after `normalize_answer` (lower case, no
+# punctuation or articles, number words as digits), so "Two." matches "two".
 
 # %%
 from lisalib.zoo import load_sam, load_vlm
-from lisalib.zoo.inference import answer_questions
+from lisalib.zoo.inference import answer_questions, answers_match
 
 dtype = getattr(torch, profile.dtype)
 vlm, vlm_processor = load_vlm(profile.vlm, dtype=profile.dtype, load_in_4bit=profile.load_in_4bit,
@@ -120,7 +124,7 @@ print(type(vlm).__name__, f"{sum(p.numel() for p in vlm.parameters()):,} paramet
 # NBVAL_CHECK_OUTPUT
 questions = [qa for qa in scene.questions()]
 answers = answer_questions(vlm, vlm_processor, [scene.render()] * len(questions), [qa["question"] for qa in questions],
-                           max_new_tokens=4 if profile.name == "tiny" else 12)
+                           max_new_tokens=profile.max_new_tokens, suffix=profile.answer_suffix)
 for qa, answer in zip(questions, answers):
     print(f"{qa['question']:38s} model: {answer:12s} truth: {qa['answer']}")
 
@@ -139,10 +143,10 @@ from lisalib.zoo.pretrain.vlm import heldout_questions
 
 items = heldout_questions(40)
 predicted = answer_questions(vlm, vlm_processor, [it["scene"].render() for it in items], [it["question"] for it in items],
-                             max_new_tokens=4 if profile.name == "tiny" else 12)
+                             max_new_tokens=profile.max_new_tokens, suffix=profile.answer_suffix)
 by_type = defaultdict(list)
 for it, answer in zip(items, predicted):
-    by_type[it["type"]].append(answer.lower().strip(" .") == it["answer"])
+    by_type[it["type"]].append(answers_match(answer, it["answer"]))
 accuracy = {k: np.mean(v) for k, v in sorted(by_type.items())}
 overall = np.mean([ok for v in by_type.values() for ok in v])
 

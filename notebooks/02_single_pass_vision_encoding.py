@@ -97,8 +97,9 @@ plt.show()
 # %% [markdown]
 # ## Proof of the pass count
 #
-# We load the profile's pretrained VLM and SAM (the tiny zoo here: a CLIP-style tower at 128 px with
-# patch 16 and a LLaMA-style LM; SAM with a ViT at 128 px, patch 8) three times, once per design. A
+# We load the profile's pretrained VLM and SAM three times, once per design (on the tiny profile the zoo's: a
+# CLIP-style tower at 128 px with patch 16 and a LLaMA-style LM, SAM with a ViT at 128 px, patch 8; on the
+# real profile LLaVA-1.5-7B in 4-bit and SAM ViT-B, one at a time in memory). A
 # single-pass model does not even build the encoder it never runs. Forward hooks on every image encoder
 # count calls during one teacher-forced forward and during `segment()` (generation + the final pass
 # that reads `<SEG>` states reuse one encoding). The bridges are untrained until chapter 3.
@@ -189,17 +190,10 @@ plt.show()
 # and what `vision_to_sam` hands SAM (a smooth upsampling of the 8×8 grid).
 
 # %%
-def pca_rgb(features: torch.Tensor, side: int) -> np.ndarray:
-    """[N, C] features -> [side, side, 3] image of their top-3 principal components, scaled to 0..1."""
-    centred = features.float() - features.float().mean(dim=0)
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-    comps = centred @ vh[:3].T
-    comps = (comps - comps.min(dim=0).values) / (comps.max(dim=0).values - comps.min(dim=0).values + 1e-8)
-    return comps.reshape(side, side, 3).numpy()
+from lisalib.notebook.viz import pca_rgb  # features of any device -> RGB of their top-3 components
 
-
-tiny_config = keep["dual"]["config"]
-clip_side, sam_side = tiny_config.vlm_grid, tiny_config.sam_grid
+profile_config = keep["dual"]["config"]
+clip_side, sam_side = profile_config.vlm_grid, profile_config.sam_grid
 panels = {
     f"image with CLIP {clip_side}x{clip_side} (white) / SAM {sam_side}x{sam_side} (black) grids": None,
     f"CLIP patch features, {clip_side}x{clip_side}": pca_rgb(clip_patches[0], clip_side),
@@ -250,13 +244,13 @@ grid_sides = [4, 8, 16, 24, 32, 64]
 ceilings = {side: grid_iou_ceiling(iou_masks, side) for side in grid_sides}
 print(f"{len(iou_masks)} object masks at 128x128")
 for side, iou in ceilings.items():
-    note = {clip_side: "  <- tiny CLIP grid", sam_side: "  <- tiny SAM embedding"}.get(side, "")
+    note = {clip_side: f"  <- {profile.name} CLIP grid", sam_side: f"  <- {profile.name} SAM embedding"}.get(side, "")
     print(f"grid {side:>2}x{side:<2} ({128 / side:5.2f} px per cell): IoU ceiling {iou:.3f}{note}")
 
 # %%
 plt.figure(figsize=(5, 3))
 plt.plot(grid_sides, [ceilings[s] for s in grid_sides], "o-")
-for side, label in ((clip_side, "CLIP (tiny)"), (sam_side, "SAM (tiny)")):
+for side, label in ((clip_side, f"CLIP ({profile.name})"), (sam_side, f"SAM ({profile.name})")):
     plt.axvline(side, color="grey", ls="--", lw=0.8)
     plt.text(side, 0.05, label, rotation=90, fontsize=8, va="bottom", ha="right")
 plt.xscale("log", base=2)
@@ -285,7 +279,7 @@ flops_result = bench.vision_benchmark(["base", "huge"], wall_variants=[])
 lisa_vlm = bench.real_vlm_config()  # LISA-7B as published: CLIP ViT-L/14 at 224 px, 256 image tokens
 lisa_vlm.vision_config.image_size, lisa_vlm.image_seq_length = 224, 256
 lisa_e2e = {source: bench.end_to_end_flops(bench.meta_model(source, lisa_vlm, "huge")) for source in ("dual", "vlm")}
-tiny_vision = {source: bench.vision_flops(bench.meta_model(source, tiny_config.vlm_config, tiny_config.sam_config))
+profile_vision = {source: bench.vision_flops(bench.meta_model(source, profile_config.vlm_config, profile_config.sam_config))
                for source in SOURCES}
 
 # %%
@@ -297,9 +291,11 @@ for setup in flops_result["setups"].values():
     print(f"{'LLaVA-1.5 CLIP-L/336 + ' + setup['sam']:<34} {c['clip_and_projector'] / 1e9:>10.3f} "
           f"{c['sam_vit'] / 1e9:>10.3f} {f['dual'] / 1e9:>10.3f} {f['vlm'] / 1e9:>9.3f} {f['sam'] / 1e9:>10.3f} "
           f"{setup['flop_ratio']:>9.3f} {setup['flop_ratio_sam']:>9.3f}")
-print(f"{'tiny zoo (CLIP 128/16, SAM 128/8)':<34} {'':>10} {'':>10} {tiny_vision['dual'] / 1e9:>10.3f} "
-      f"{tiny_vision['vlm'] / 1e9:>9.3f} {tiny_vision['sam'] / 1e9:>10.3f} "
-      f"{tiny_vision['dual'] / tiny_vision['vlm']:>9.3f} {tiny_vision['dual'] / tiny_vision['sam']:>9.3f}")
+vc, sc = profile_config.vlm_config.vision_config, profile_config.sam_config.vision_config
+profile_setup = f"{profile.name}: CLIP {vc.image_size}/{vc.patch_size}, SAM {sc.image_size}/{sc.patch_size}"
+print(f"{profile_setup:<34} {'':>10} {'':>10} {profile_vision['dual'] / 1e9:>10.3f} "
+      f"{profile_vision['vlm'] / 1e9:>9.3f} {profile_vision['sam'] / 1e9:>10.3f} "
+      f"{profile_vision['dual'] / profile_vision['vlm']:>9.3f} {profile_vision['dual'] / profile_vision['sam']:>9.3f}")
 base = flops_result["setups"]["base"]["components"]
 print(f"bridges: vision_to_sam {base['vision_to_sam'] / 1e9:.3f} GFLOP, "
       f"vision_to_vlm + projector {base['vision_to_vlm_and_projector'] / 1e9:.3f} GFLOP")
@@ -328,21 +324,25 @@ for name, ops in by_op.items():
     print(f"{name:<24} total {sum(ops.values()) / 1e9:8.3f} GFLOP = {parts}")
 
 # %% [markdown]
-# ## Wall time on this CPU
+# ## Wall time on this machine
 #
 # FLOPs are not seconds. `bench.measure_wall_times` builds the same real-size encoders with random
-# weights and times each component on this CPU (warm-up, then repeats interleaved so background load
-# hits all components alike). To keep the notebook quick it times **one** pass of each component of
-# CLIP + SAM ViT-B without warm-up: at several seconds per pass, one-off costs are small next to the
-# run-to-run noise of a shared CPU. `python -m lisalib.bench vision` does 1 warm-up + 3 repeats and adds
+# weights and times each component where the profile runs (warm-up, then repeats interleaved so background
+# load hits all components alike). On a CPU, to keep the notebook quick, it times **one** pass of each
+# component of CLIP + SAM ViT-B without warm-up: at several seconds per pass, one-off costs are small next
+# to the run-to-run noise of a shared CPU. On a GPU runtime it times the GPU in the profile's half precision
+# (1 warm-up + 3 repeats, synchronising before each clock read). `python -m lisalib.bench vision` does 1 warm-up + 3 repeats and adds
 # SAM ViT-H (about 6 TFLOP per pass). Timings depend on the machine and its load; CI does not check them.
 # On a machine shared with other jobs, fewer threads can even be faster (`--threads 1`): idle threads
 # wait at every parallel region for the one that got descheduled.
 
 # %%
-wall = bench.measure_wall_times("base", repeats=1, warmup=0)
+on_gpu = profile.device != "cpu"  # a GPU runtime times the GPU in the profile's half precision
+wall = bench.measure_wall_times("base", repeats=3 if on_gpu else 1, warmup=1 if on_gpu else 0,
+                                device=profile.device, dtype=getattr(torch, profile.dtype) if on_gpu else torch.float32)
 components = flops_result["setups"]["base"]["components"]
-print(f"{wall['threads']} CPU threads, median of {wall['repeats']} after {wall['warmup']} warm-up")
+where = torch.cuda.get_device_name() if on_gpu else f"{wall['threads']} CPU threads"
+print(f"{where}, {wall['dtype']}, median of {wall['repeats']} after {wall['warmup']} warm-up")
 for name, flops in components.items():
     seconds = wall["seconds"][name]
     print(f"  {name:<28} {seconds:7.2f} s  {flops / 1e9:8.1f} GFLOP  {flops / 1e9 / seconds:6.1f} GFLOP/s")
@@ -359,8 +359,8 @@ axes[0].bar(names, [flops_b[n] / 1e9 for n in names], color=["#f4a259", "#8cc084
 axes[0].set_ylabel("GFLOP per image")
 axes[0].set_title("vision path FLOPs (CLIP-L/336 + SAM ViT-B)", fontsize=10)
 axes[1].bar(names, [wall["seconds"][n] for n in names], color=["#f4a259", "#8cc084", "#b8c4d6"])
-axes[1].set_ylabel("seconds per image (this CPU)")
-axes[1].set_title(f"vision path wall time, {wall['threads']} threads", fontsize=10)
+axes[1].set_ylabel(f"seconds per image ({'this GPU' if on_gpu else 'this CPU'})")
+axes[1].set_title(f"vision path wall time, {where}", fontsize=10)
 plt.tight_layout()
 plt.show()
 
@@ -432,15 +432,15 @@ print(f"  LISA-7B as published (CLIP-L/224 + SAM ViT-H), dual/vlm: "
       f"{lisa_e2e['dual']['total'] / lisa_e2e['vlm']['total']:.3f}")
 
 # %%
-print(f"wall time on this CPU, vision path dual/vlm: {wall['wall_ratio']:.2f}x (FLOPs: {b['flop_ratio']:.2f}x)")
+print(f"wall time on {where}, vision path dual/vlm: {wall['wall_ratio']:.2f}x (FLOPs: {b['flop_ratio']:.2f}x)")
 
 # %% [markdown]
 # * **"2 passes → 1"** is true, and a hook proves it. But a pass is not a unit of work.
 # * **"2× faster vision encoding"** is wrong in both directions. Dropping SAM ViT-B's encoder (the seed's
 #   `--use_vlm_vision`) removes **3.4×** of the vision FLOPs (15.7× with LISA's SAM ViT-H); dropping CLIP
 #   instead saves only **1.4×** (1.06× with SAM ViT-H). The CPU wall ratio printed above is further
-#   still from 2×: about twice the FLOP ratio in the printout above, because SAM's windowed ViT runs at well
-#   under half the GFLOP/s of CLIP's on this CPU (the exact ratio moves from run to run; CI does not check it).
+#   still from 2× and above the FLOP ratio, because SAM's windowed ViT runs at a lower GFLOP/s than CLIP's
+#   on this CPU (the GFLOP/s column; the exact ratio moves from run to run, CI does not check it).
 # * **"~1.25× overall"** depends entirely on how big the vision share is. With SAM ViT-B and
 #   LLaVA-1.5-7B's 576 image tokens, the 7B prefill (~8.2 TFLOP) dominates and a whole forward gets only
 #   **1.11×** cheaper in FLOPs (1.04× for the `sam` design). With SAM ViT-H it is 1.69×, and for LISA-7B
@@ -457,9 +457,9 @@ record("ch2 vision GFLOP dual (CLIP-L/336 + SAM-B)", b["flops"]["dual"] / 1e9, "
 record("ch2 vision GFLOP vlm (CLIP-L/336 only)", b["flops"]["vlm"] / 1e9, "GFLOP")
 record("ch2 vision FLOP ratio dual/vlm, SAM-B", b["flop_ratio"], "x", note="seed claims 2x")
 record("ch2 vision FLOP ratio dual/vlm, SAM-H", h["flop_ratio"], "x")
-record("ch2 vision wall ratio dual/vlm, SAM-B (this CPU)", wall["wall_ratio"], "x",
+record(f"ch2 vision wall ratio dual/vlm, SAM-B ({'GPU' if on_gpu else 'CPU'})", wall["wall_ratio"], "x",
        note=f"{wall['threads']} threads, {wall['repeats']} repeat")
 record("ch2 end-to-end FLOP ratio dual/vlm, SAM-B", b["e2e_flop_ratio"], "x", note="seed claims ~1.25x")
 record("ch2 end-to-end FLOP ratio dual/vlm, SAM-H", h["e2e_flop_ratio"], "x")
-_ = record("ch2 IoU ceiling tiny CLIP grid / SAM grid", f"{ceilings[clip_side]:.3f} / {ceilings[sam_side]:.3f}",
+_ = record(f"ch2 IoU ceiling {profile.name} CLIP grid / SAM grid", f"{ceilings[clip_side]:.3f} / {ceilings[sam_side]:.3f}",
            note=f"{clip_side}x{clip_side} vs {sam_side}x{sam_side}")

@@ -84,7 +84,8 @@ from transformers.utils import logging as hf_logging
 
 from lisalib.lisa.evaluate import evaluate, load_trained, open_split, results_table
 from lisalib.notebook.report import record
-from lisalib.lisa.train import TrainArgs, build_model, ensure_train_split, read_log, train
+from lisalib.lisa.train import TrainArgs, build_model, ensure_train_split, notebook_args, read_log, train
+from lisalib.reasonseg.dataset import chapter_data
 from lisalib.zoo import RUNS_DIR
 
 hf_logging.disable_progress_bar()
@@ -101,24 +102,48 @@ if profile.name == "tiny":
 # NF4 with bitsandbytes -- the real profile's default, so that LLaVA-1.5-7B + SAM ViT-B train inside an
 # 8 GB GPU (chapter 1: 3.8 GiB of weights, 4.8 GiB for the whole training step with gradient
 # checkpointing); it also runs on a CPU, slowly. On the tiny profile the budget is 150 optimizer steps per
-# model; the real profile uses batch 1 with 8-step accumulation, as a free Colab GPU allows.
+# model; the real profile uses batch 1 with 8-step accumulation and 60 steps, as a free Colab session
+# allows: the cell below prints the estimate (`lisalib.bench.budget`: FLOPs counted on the meta device,
+# an assumed 35% of a T4's fp16 peak, weights read at its bandwidth; measured figures, where a GPU was
+# available, are in `docs/results.md`).
+#
+# **On Colab, keep the runs on Google Drive**: a disconnect wipes the VM's disk. Mount Drive and set
+# `LISALIB_RUNS` before the profile cell:
+#
+# ```python
+# from google.colab import drive; drive.mount("/content/drive")
+# import os; os.environ["LISALIB_RUNS"] = "/content/drive/MyDrive/lisalib-runs"
+# ```
+#
+# Re-running the training cell then continues an interrupted run from its last checkpoint (every 50
+# steps) and leaves a finished one as it is; nothing is ever deleted.
 
 # %%
 USE_LORA = True
 LOAD_IN_4BIT = profile.load_in_4bit
 SEG_PROMPT = "point" if profile.name == "tiny" else "embedding"  # the route the shipped tiny runs use
-DATA = Path("data/reasonseg_synth")  # written here on first use: shapes-world scenes in ReasonSeg format
-RUNS = Path("runs")
+DATA, REAL_DATA = chapter_data("train")  # LISALIB_REASONSEG (real ReasonSeg), else the shapes world, written here
+RUNS = Path(profile.runs_dir)  # LISALIB_RUNS: on Colab a Google Drive folder survives a disconnect
 
-if profile.name == "tiny":
-    budget = dict(max_steps=profile.train_steps, batch_size=8, grad_accum=1, lr=1e-3, warmup_steps=20)
-else:  # a free Colab T4: one image at a time, gradients accumulated over 8
-    budget = dict(max_steps=profile.train_steps, batch_size=1, grad_accum=8, lr=3e-4, warmup_steps=20,
-                  gradient_checkpointing=True)
-common = dict(profile=profile.name, data=str(DATA), use_lora=USE_LORA, load_in_4bit=LOAD_IN_4BIT, seed=0,
-              seg_prompt=SEG_PROMPT, save_every=50, progress=True, **budget)
-ensure_train_split(DATA, n=2000, seed=0)
+
+def recipe(source: str, **overrides) -> TrainArgs:
+    """Chapter 3's recipe, every size from the profile (``lisalib.lisa.train.notebook_args``)."""
+    return notebook_args(profile, source, DATA, seg_prompt=SEG_PROMPT, use_lora=USE_LORA,
+                         load_in_4bit=LOAD_IN_4BIT, **overrides)
+
+
+budget = {k: getattr(recipe("dual"), k) for k in ("max_steps", "batch_size", "grad_accum", "lr", "warmup_steps",
+                                                 "gradient_checkpointing")}
+if not REAL_DATA:
+    ensure_train_split(DATA, n=2000, seed=0)
+print("training data:", "ReasonSeg (real)" if REAL_DATA else "synthetic shapes world", DATA)
 print(json.dumps(budget))
+
+# what the real profile's budget costs on a free Colab T4, estimated from FLOPs and bandwidth
+from lisalib.bench.budget import format_budgets, notebook_budgets
+
+real_budget = profile if profile.name == "real" else get_profile("real", require_gpu=False)
+print(format_budgets([r for r in notebook_budgets(real_budget) if r["notebook"].startswith(("03", "04"))]))
 
 # %% [markdown]
 # ## What trains, exactly
@@ -132,7 +157,7 @@ print(json.dumps(budget))
 # NBVAL_CHECK_OUTPUT
 counts = {}
 for source in ("vlm", "dual"):
-    model = build_model(TrainArgs(vision_source=source, **common).resolved())
+    model = build_model(recipe(source).resolved())
     counts[source] = dict(model.trainable_counts)  # what set_trainable() unfroze, per group
     counts[source]["total"] = sum(counts[source].values())
     # the model's parameters; peft's trainable <SEG> rows are copies of rows the two matrices already hold
@@ -161,8 +186,8 @@ for source in ("vlm", "dual"):
 # %%
 summaries = {}
 for source in ("vlm", "dual"):
-    run_dir = RUNS / f"nb03-{source}-{SEG_PROMPT}"  # another switch setting gets its own run
-    summaries[source] = train(TrainArgs(output_dir=str(run_dir), vision_source=source, resume=True, **common))
+    args = recipe(source, output_dir=str(RUNS / f"nb03-{source}-{SEG_PROMPT}"))  # another switch: another run
+    summaries[source] = train(args)
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
@@ -171,9 +196,10 @@ for source, colour in (("vlm", "tab:blue"), ("dual", "tab:orange")):
     steps = [r["step"] for r in log]
     for ax, key in zip(axes, ("ce", "dice", "location" if SEG_PROMPT != "embedding" else "bce")):
         values = np.array([r[key] for r in log])
-        smooth = np.convolve(values, np.ones(10) / 10, mode="valid")
+        window = min(10, len(values))  # a smoke run has fewer steps than the window
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
         ax.plot(steps, values, color=colour, alpha=0.25)
-        ax.plot(steps[9:], smooth, color=colour, label=source)
+        ax.plot(steps[window - 1:], smooth, color=colour, label=source)
         ax.set_title(f"{key} loss", fontsize=10)
         ax.set_xlabel("optimizer step")
 axes[0].legend()
@@ -210,14 +236,16 @@ record("ch3 training time per step, dual / vlm", round(step_ratio, 2), "x", f"{p
 # not an NBVAL_CHECK_OUTPUT cell: these figures come from training that just ran, whose last digits may
 # move with the CPU's thread count; chapter 4's checked figures come from the shipped checkpoints
 from lisalib.reasonseg.synth import write_split
-if not (DATA / "val").is_dir():
-    write_split(DATA, "val", 200, seed=0)
+VAL, REAL_VAL = chapter_data("val")
+if not (VAL / "val").is_dir():
+    write_split(VAL, "val", 200, seed=0)
 quick = {}
 for source in ("vlm", "dual"):
     model = load_trained(RUNS / f"nb03-{source}-{SEG_PROMPT}")
-    quick[source] = evaluate(model, open_split(DATA, "val"), protocols=("teacher_forced",), max_samples=32,
+    quick[source] = evaluate(model, open_split(VAL, "val"), protocols=("teacher_forced",), max_samples=32,
                              progress=False)
     del model
+print("ReasonSeg (real)" if REAL_VAL else "synthetic shapes world", "val, first 32 samples")
 print(results_table(quick))
 for source, result in quick.items():
     point = result["protocols"]["teacher_forced"].get("point")
@@ -227,16 +255,18 @@ for source, result in quick.items():
 
 # %% [markdown]
 # 150 steps (1,200 samples) are far too few for either route: the clicks printed above land inside the
-# target in fewer than half of the samples, and the gIoU stays where chapter 4's query-blind masks are.
-# The shipped runs below saw 4,000 steps x 8 = 32,000 samples, still 25 times fewer than LISA's 800,000.
+# target in fewer than half of the samples, and the gIoU stays below chapter 4's query-blind masks.
+# The shipped runs below saw 16,000 steps x 8 = 128,000 samples (of 40,000 distinct ones), still six times
+# fewer than LISA's 800,000.
 #
 # ## The runs shipped with the package
 #
 # `lisalib/zoo/checkpoints/runs/tiny-lisa-{vlm,dual}` hold the trainable tensors (about a megabyte each),
 # the step log and the benchmark of longer runs of the point route with the same recipe for both designs
-# (`make lisa`: more steps, 10,000 training samples, 50 warm-up steps); each `run.json` records its exact
-# command. Chapter 4's ladder also uses `tiny-lisa-{vlm,dual}-{embedding,both}`, the other two `<SEG>`
-# prompts under the same recipe and budget. Their loss curves and what each run cost:
+# (`make lisa-ship`: 16,000 steps on 40,000 training samples, 50 warm-up steps, at most 60 minutes a run on
+# one thread); each `run.json` records its exact command. Chapter 4's ladder also uses
+# `tiny-lisa-{vlm,dual}-{embedding,point,both}`, the three `<SEG>` prompts under one smaller budget
+# (`make lisa-ladder`: 4,000 steps on 10,000 samples). The shipped runs' loss curves and what each cost:
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -268,5 +298,9 @@ plt.show()
 #
 # ```bash
 # accelerate launch -m lisalib.lisa.train --profile real --use_vlm_vision --use_lora --batch_size 1 \
-#     --grad_accum 8 --dtype fp16 --gradient_checkpointing --max_steps 500 --output_dir runs/lisa-7b-vlm
+#     --grad_accum 8 --dtype fp16 --gradient_checkpointing --max_steps 60 --resume \
+#     --output_dir /content/drive/MyDrive/lisalib-runs/lisa-7b-vlm
 # ```
+#
+# (60 steps: the budget estimated above at about 14 minutes a design on a T4; without a CUDA GPU the real
+# profile stops at once and says so, unless `LISALIB_ALLOW_CPU=1`.)

@@ -128,3 +128,11 @@ def test_cli_options_reach_the_benchmark(monkeypatch):
     assert bench.main(["vision", "--sam", "base", "huge", "--skip_vit_h_wall", "--repeats", "5", "--warmup", "0",
                        "--text_tokens", "7"]) == 0
     assert seen == {"sam": ["base", "huge"], "wall": ["base"], "repeats": 5, "warmup": 0, "text_tokens": 7}
+
+
+def test_wall_times_run_where_and_in_what_precision_they_are_asked():
+    """A GPU runtime times the GPU in half precision; here the same switch on the CPU in bfloat16."""
+    tiny_vlm = tiny_llava_config(vocab_size=40, image_token_id=4, pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    result = bench.measure_wall_times(tiny_sam_config(), repeats=1, warmup=0, vlm_config=tiny_vlm,
+                                      device="cpu", dtype=torch.bfloat16)
+    assert (result["device"], result["dtype"]) == ("cpu", "bfloat16") and result["wall_ratio"] > 0

@@ -181,6 +181,19 @@ def test_query_blind_baselines_need_a_synthetic_scene(tmp_path):
         scene_of({"path": str(tmp_path / "real.jpg"), "mask": np.zeros((2, 2), np.uint8)})
 
 
+def test_real_samples_get_the_image_baselines(tmp_path):
+    from lisalib.reasonseg.baselines import IMAGE_BASELINES, image_blind_masks, query_blind_scores
+
+    mask = np.zeros((8, 12), np.uint8)
+    mask[2:6, 3:9] = 1  # the middle half of each side: the centre box is exact
+    sample = {"path": str(tmp_path / "real.jpg"), "mask": mask, "is_sentence": False}
+    masks = image_blind_masks(sample)
+    assert masks["whole image"].all() and masks["centre box"].sum() == 24
+    scores = query_blind_scores([sample])
+    assert set(scores) == set(IMAGE_BASELINES)
+    assert scores["centre box"]["giou"] == pytest.approx(1.0) and scores["whole image"]["giou"] == pytest.approx(0.25)
+
+
 def test_mean_interval_is_the_normal_approximation_clipped_to_iou_range():
     from lisalib.reasonseg.metrics import mean_interval
 

@@ -462,3 +462,17 @@ def test_point_targets_are_inside_centres_and_nan_for_empty_masks():
 def test_seg_prompt_is_checked():
     with pytest.raises(ValueError, match="seg_prompt"):
         LisaConfig(vlm_config=tiny_llava_config(90, 4, 0, 2, 3), sam_config=tiny_sam_config(), seg_prompt="box")
+
+
+def test_lisa_processor_pads_on_the_left_whatever_the_checkpoint_says():
+    """Generation appends on the right, so a right-padded batch would generate after its pads."""
+    from lisalib.lisa.processing import LisaProcessor
+    from lisalib.zoo import load_sam, load_vlm
+
+    (_, vlm_processor), (_, sam_processor) = load_vlm("tiny-llava"), load_sam("tiny-sam")
+    vlm_processor.tokenizer.padding_side = "right"
+    processor = LisaProcessor(vlm_processor, sam_processor)
+    assert processor.tokenizer.padding_side == "left"
+    image = np.zeros((32, 48, 3), np.uint8)
+    batch = processor([image, image], ["a", "what would roll down a hill if it were pushed?"])
+    assert (batch["attention_mask"][0, :1] == 0).all() and (batch["attention_mask"][:, -1] == 1).all()

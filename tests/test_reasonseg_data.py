@@ -313,3 +313,27 @@ def test_synth_record_reads_what_the_synthetic_set_wrote(synth_data, tmp_path):
     assert synth_record(tmp_path / "real.png") == {}  # real ReasonSeg has no such record
     (tmp_path / "broken.json").write_text("{not json")
     assert synth_record(tmp_path / "broken.png") == {} and synth_record(tmp_path / "missing.png") == {}
+
+
+def test_a_hub_copy_row_becomes_a_sample_lisa_reads(tmp_path):
+    """Ricky06662/ReasonSeg_val-style rows (image, text, boolean mask rows) -> image + LabelMe JSON."""
+    from PIL import Image
+
+    from lisalib.reasonseg.dataset import ReasonSegDataset
+    from lisalib.reasonseg.hub_copy import write_samples
+    from lisalib.world import generate_scenes
+
+    scenes = generate_scenes(3, seed=5)
+    rows = [{"image": s.render(), "text": t, "mask": s.visible_masks()[0].tolist(), "image_id": f"im{i}", "ann_id": "0"}
+            for i, (s, t) in enumerate(zip(scenes, ["the red one", "what would roll down a hill?", "x"]))]
+    rows.append({"image": Image.new("RGB", (8, 8)), "text": "nothing", "mask": [[False] * 8] * 8})
+    summary = write_samples(rows, tmp_path)
+    assert summary["written"] == 3 and summary["skipped_empty"] == 1 and summary["min_polygon_iou"] > 0.97
+    data = ReasonSegDataset(tmp_path, "val")
+    assert len(data) == 3 and [data[i]["is_sentence"] for i in range(3)] == [False, True, False]
+    for i in range(3):  # the outline LISA paints covers the mask it came from
+        truth = np.asarray(scenes[i].visible_masks()[0])
+        assert ((data[i]["mask"] == 1) & truth).sum() / ((data[i]["mask"] == 1) | truth).sum() > 0.97
+    bad = [{"image": Image.new("RGB", (4, 4)), "text": "t", "mask": [[True] * 8] * 8}]
+    with pytest.raises(ValueError, match="image"):
+        write_samples(bad, tmp_path / "bad")

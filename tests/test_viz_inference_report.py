@@ -127,3 +127,40 @@ def test_runner_executes_a_notebook_and_collects_its_figures(tmp_path, monkeypat
     slow = execute(folder / "02_slow.ipynb", tmp_path / "out", "tiny", timeout=2)  # recorded, not raised
     assert slow["seconds"] < 25
     assert not slow["ok"] and slow["error"].startswith("CellTimeoutError")
+
+
+def test_pca_rgb_takes_features_that_numpy_would_refuse():
+    """Chapter 2 on a GPU runtime: .numpy() fails on CUDA tensors and on tensors that require grad."""
+    import torch
+
+    from lisalib.notebook.viz import pca_rgb
+
+    features = torch.randn(16, 8, dtype=torch.bfloat16, requires_grad=True)
+    rgb = pca_rgb(features, 4)
+    assert rgb.shape == (4, 4, 3) and rgb.min() >= 0 and rgb.max() <= 1
+
+
+def test_short_answers_are_normalised_before_matching():
+    from lisalib.zoo.inference import answers_match, normalize_answer
+
+    assert normalize_answer("Two.") == "2" and answers_match("The circle.", "circle")
+    assert answers_match("Top left", "top-left") and answers_match("Yes, it is.", "yes, it is")
+    assert not answers_match("There are two shapes.", "two")  # a sentence is not a short answer
+
+
+def test_answer_questions_appends_the_suffix_and_pads_left(monkeypatch):
+    from lisalib.constants import chat_prompt
+    from lisalib.world import generate_scenes
+    from lisalib.zoo import load_vlm
+    from lisalib.zoo.inference import answer_questions
+
+    model, processor = load_vlm("tiny-llava")
+    processor.tokenizer.padding_side = "right"  # a real checkpoint may ship either
+    seen = []
+    monkeypatch.setattr("lisalib.zoo.inference.chat_prompt", lambda q: seen.append(q) or chat_prompt(q))
+    scene = generate_scenes(1, seed=3)[0]
+    answer_questions(model, processor, [scene.render()] * 2, ["how many shapes are there?", "what color is it?"],
+                     suffix="Answer the question using a single word or phrase.")
+    assert processor.tokenizer.padding_side == "left"
+    assert seen == [f"{q}\nAnswer the question using a single word or phrase."
+                    for q in ("how many shapes are there?", "what color is it?")]

@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import AutoProcessor, LlavaForConditionalGeneration, LlavaProcessor, SamModel, SamProcessor
+from transformers import (AutoProcessor, AutoTokenizer, GPT2LMHeadModel, LlamaForCausalLM, LlavaForConditionalGeneration,
+                          LlavaProcessor, SamModel, SamProcessor)
 
-from lisalib.zoo import ZOO_MODELS, ZooError, load_sam, load_vlm, resolve, zoo_path
+from lisalib.zoo import ZOO_MODELS, ZooError, load_sam, load_text_lm, load_vlm, load_zoo_model, resolve, zoo_path
 from lisalib.zoo.build import ACCURACY_AIMS, REGRESSION_FLOORS, read_card
 from lisalib.zoo.pretrain.sam import evaluate_sam
 from lisalib.zoo.pretrain.vlm import evaluate_vlm
@@ -14,12 +15,17 @@ from lisalib.zoo.pretrain.vlm import evaluate_vlm
 MAX_ZOO_BYTES = 30 * 1024 * 1024
 
 
-@pytest.mark.parametrize("name,cls", [("tiny-llava", LlavaForConditionalGeneration), ("tiny-sam", SamModel)])
+@pytest.mark.parametrize("name,cls", [("tiny-llava", LlavaForConditionalGeneration), ("tiny-sam", SamModel),
+                                      ("tiny-lm", LlamaForCausalLM), ("tiny-gpt2", GPT2LMHeadModel)])
 def test_loads_with_plain_transformers(name, cls):
     directory = zoo_path(name)
     model = cls.from_pretrained(directory)  # no lisalib code in between
-    processor = AutoProcessor.from_pretrained(directory)
-    assert isinstance(processor, LlavaProcessor if name == "tiny-llava" else SamProcessor)
+    if ZOO_MODELS[name] == "text_lm":
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        assert {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id} < set(range(len(tokenizer)))
+    else:
+        processor = AutoProcessor.from_pretrained(directory)
+        assert isinstance(processor, LlavaProcessor if name == "tiny-llava" else SamProcessor)
     card = json.loads((directory / "zoo_card.json").read_text())
     assert sum(p.numel() for p in model.parameters()) == card["parameters"]
 
@@ -29,7 +35,8 @@ def test_zoo_is_small():
     assert total < MAX_ZOO_BYTES
 
 
-@pytest.mark.parametrize("loader,name", [(load_vlm, "tiny-llava"), (load_sam, "tiny-sam")])
+@pytest.mark.parametrize("loader,name", [(load_vlm, "tiny-llava"), (load_sam, "tiny-sam"), (load_text_lm, "tiny-lm"),
+                                         (load_text_lm, "tiny-gpt2")])
 def test_save_load_round_trip_is_bit_exact(loader, name, tmp_path):
     model, processor = loader(name)
     model.save_pretrained(tmp_path)
@@ -46,6 +53,15 @@ def test_tiny_llava_keeps_its_floor_on_heldout_questions():
     result = evaluate_vlm(*load_vlm("tiny-llava"), n_scenes=16)  # about 90 questions, a few seconds
     assert result["n"] >= 60
     assert result[metric] >= floor, result
+
+
+@pytest.mark.parametrize("name", ["tiny-lm", "tiny-gpt2"])
+def test_text_lms_keep_their_floor_on_heldout_text(name):
+    from lisalib.zoo.pretrain.text_lm import evaluate_text_lm
+
+    metric, floor = REGRESSION_FLOORS[name]
+    result = evaluate_text_lm(*load_text_lm(name), n_scenes=16)
+    assert result["roundtrip"] == 1.0 and result[metric] >= floor, result
 
 
 def test_tiny_sam_keeps_its_floor_from_a_centre_point():
@@ -68,11 +84,10 @@ def test_cards_were_built_with_the_default_recipes():
     """So that the build command a card names (no --recipe) rebuilds the shipped weights."""
     from dataclasses import asdict
 
-    from lisalib.zoo.pretrain.sam import SamRecipe
-    from lisalib.zoo.pretrain.vlm import VlmRecipe
+    from lisalib.zoo.build import _family
 
-    assert read_card("tiny-llava")["recipe"] == asdict(VlmRecipe())
-    assert read_card("tiny-sam")["recipe"] == asdict(SamRecipe())
+    for name in ZOO_MODELS:
+        assert read_card(name)["recipe"] == asdict(_family(name)[0]()), name
 
 
 def test_bad_names_give_clear_errors(tmp_path):
@@ -175,7 +190,7 @@ def test_weights_are_stored_as_the_card_says_and_load_as_float32(name):
         stored = {weights.get_slice(key).get_dtype() for key in weights.keys()}
     expected = {"float16": "F16", "float32": "F32"}[card["storage_dtype"]]
     assert expected in stored and stored <= {expected, "I64"}
-    model, _ = (load_vlm if name == "tiny-llava" else load_sam)(name)
+    model, _ = load_zoo_model(name)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 

@@ -12,10 +12,17 @@ from collections.abc import Callable, Mapping
 import torch
 
 
+def _synchronize() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()  # CUDA kernels run asynchronously: wait for them before reading the clock
+
+
 def wall_seconds(fn: Callable[[], object]) -> float:
-    """Seconds one call of ``fn()`` takes (``time.perf_counter``)."""
+    """Seconds one call of ``fn()`` takes (``time.perf_counter``; on a GPU after its kernels finish)."""
+    _synchronize()
     start = time.perf_counter()
     fn()
+    _synchronize()
     return time.perf_counter() - start
 
 

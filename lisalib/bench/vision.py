@@ -128,13 +128,15 @@ def _vision_only_vlm_config() -> LlavaConfig:
 
 
 def measure_wall_times(sam: str | object = "base", repeats: int = 3, warmup: int = 1, seed: int = 0,
-                       vlm_config: LlavaConfig | None = None) -> dict:
-    """CPU seconds of each vision component at real size (random weights), median of interleaved repeats.
+                       vlm_config: LlavaConfig | None = None, device: str = "cpu",
+                       dtype: torch.dtype = torch.float32) -> dict:
+    """Seconds of each vision component at real size (random weights), median of interleaved repeats.
 
     Components are timed in turn inside every repeat (so background load hits them alike) and summed per
     repeat into the path each ``vision_source`` runs: ``dual`` = CLIP + SAM ViT, ``vlm`` = CLIP +
     vision_to_sam, ``sam`` = SAM ViT + vision_to_vlm + projector. ``sam`` is a variant name or a
-    ``SamConfig``; ``vlm_config`` defaults to LLaVA-1.5's vision path with a stub LLM.
+    ``SamConfig``; ``vlm_config`` defaults to LLaVA-1.5's vision path with a stub LLM. ``device`` and
+    ``dtype`` say where it runs (a notebook on a GPU runtime times the GPU, in its half precision).
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
@@ -142,14 +144,15 @@ def measure_wall_times(sam: str | object = "base", repeats: int = 3, warmup: int
     config = lisa_config("dual", vlm_config or _vision_only_vlm_config(), sam)
     # SAM's ViT initialises with std 1e-10 (meant to be overwritten by a checkpoint): use typical magnitudes
     config.sam_config.vision_config.initializer_range = 0.02
-    model = LisaForReasoningSegmentation(config).eval()
-    to_sam = VisionToSam(config.vlm_config.vision_config.hidden_size, config.sam_channels, config.sam_grid).eval()
-    to_vlm = VisionToVlm(config.sam_channels, config.vlm_config.vision_config.hidden_size, config.vlm_grid).eval()
-    pixels = _pixels(model, device="cpu")
-    pixels = {k: torch.randn_like(v) for k, v in pixels.items()}
+    model = LisaForReasoningSegmentation(config).eval().to(device, dtype)
+    to_sam = VisionToSam(config.vlm_config.vision_config.hidden_size, config.sam_channels, config.sam_grid)
+    to_vlm = VisionToVlm(config.sam_channels, config.vlm_config.vision_config.hidden_size, config.vlm_grid)
+    to_sam, to_vlm = to_sam.eval().to(device, dtype), to_vlm.eval().to(device, dtype)
+    pixels = _pixels(model, device=device)
+    pixels = {k: torch.randn_like(v).to(dtype) for k, v in pixels.items()}
     grid = config.vlm_grid
-    patches = torch.randn(1, grid * grid, config.vlm_config.vision_config.hidden_size)
-    embedding = torch.randn(1, config.sam_channels, config.sam_grid, config.sam_grid)
+    patches = torch.randn(1, grid * grid, config.vlm_config.vision_config.hidden_size, device=device, dtype=dtype)
+    embedding = torch.randn(1, config.sam_channels, config.sam_grid, config.sam_grid, device=device, dtype=dtype)
     components = {
         "clip_and_projector": lambda: model.clip_encode(pixels["vlm_pixel_values"]),
         "sam_vit": lambda: model.sam_encode(pixels["sam_pixel_values"]),
@@ -164,7 +167,7 @@ def measure_wall_times(sam: str | object = "base", repeats: int = 3, warmup: int
     }
     median = medians({**samples, **paths})
     return {"seconds": median, "samples": {**samples, **paths}, "repeats": repeats, "warmup": warmup,
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "device": str(device), "dtype": str(dtype).replace("torch.", ""),
             "wall_ratio": median["dual"] / median["vlm"], "wall_ratio_sam": median["dual"] / median["sam"]}
 
 

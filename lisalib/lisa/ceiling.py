@@ -21,6 +21,8 @@ The gap between ``point`` and a trained model is lost on the language side; the 
 """
 from __future__ import annotations
 
+import gc
+
 import json
 import sys
 from collections.abc import Sequence
@@ -199,19 +201,25 @@ class PromptedMaskPath:
 def mask_path_ceiling(vision_source: str, train_samples: Sequence[dict], val_samples: Sequence[dict],
                       prompt: str = "point", vlm: str = "tiny-llava", sam: str = "tiny-sam", steps: int = 1500,
                       batch_size: int = 8, lr: float = 1e-3, seed: int = 0, progress: bool = True,
-                      **model_kwargs) -> dict:
+                      chunk: int = 32, **model_kwargs) -> dict:
     """Train a fresh design's mask path under ``prompt`` on ``train_samples``, score ``val_samples``.
 
     Samples are ReasonSeg dicts (``image``, ``mask``, ``texts``, ``is_sentence``, ``path``), e.g. a
-    ReasonSegDataset. ``model_kwargs`` (``dtype``, ``load_in_4bit``, ``device``) go to ``from_parts``.
+    ReasonSegDataset. ``chunk``: images per encoder call (a profile's ``encode_chunk``: 2 for SAM ViT-B at
+    1024 px on a T4). ``model_kwargs`` (``dtype``, ``load_in_4bit``, ``device``) go to ``from_parts``.
+    The model is freed before returning (only the cached features were needed).
     """
     torch.manual_seed(seed)
     model = LisaForReasoningSegmentation.from_parts(vlm, sam, vision_source, **model_kwargs)
     path = PromptedMaskPath(model, prompt)
-    train = path.encode([train_samples[i] for i in range(len(train_samples))], progress=progress)
-    val = path.encode([val_samples[i] for i in range(len(val_samples))], progress=progress)
+    train = path.encode([train_samples[i] for i in range(len(train_samples))], chunk=chunk, progress=progress)
+    val = path.encode([val_samples[i] for i in range(len(val_samples))], chunk=chunk, progress=progress)
     history = path.train(train, steps, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
-    result = path.evaluate(val)
+    result = path.evaluate(val, chunk=chunk)
+    del path, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     tail = history[-50:]
     return result | {"vision_source": vision_source, "prompt": prompt, "steps": steps,
                      "n_train": len(train["masks"]), "final_loss": sum(tail) / len(tail)}

@@ -24,28 +24,36 @@ PROMPT_RUNS = {"embedding": "LISA's <SEG> embedding", "point": "point route", "b
 HEADERS = ("design", "rung", "gIoU", "95% interval", "cIoU", "point error px", "point inside", "n")
 
 
+def run_label(run: str) -> str:
+    """A trained rung's name from its ``run.json``: the ``<SEG>`` prompt and the optimizer steps."""
+    from lisalib.lisa.evaluate import find_weights
+
+    record = find_weights(run)[1]
+    prompt = record["args"].get("seg_prompt", "embedding")
+    return f"{PROMPT_RUNS.get(prompt, prompt)}, {record['total_steps']:,} steps"
+
+
 def shipped_runs(design: str) -> dict[str, str]:
-    """``{seg_prompt: shipped run}`` of one design: ``tiny-lisa-<design>`` (the design's chosen route, its
-    prompt read from its ``run.json``) and the ladder's ``tiny-lisa-<design>-<prompt>`` companions."""
-    from lisalib.training.checkpoints import RUN_FILE
+    """``{label: run}`` of one design's trained rungs, in ladder order: the same-budget companions
+    ``tiny-lisa-<design>-<prompt>`` (one per ``<SEG>`` prompt), then the shipped ``tiny-lisa-<design>``."""
     from lisalib.zoo import RUNS_DIR
 
+    names = [f"tiny-lisa-{design}-{prompt}" for prompt in PROMPT_RUNS] + [f"tiny-lisa-{design}"]
     runs = {}
-    chosen = RUNS_DIR / f"tiny-lisa-{design}" / RUN_FILE
-    if chosen.is_file():
-        runs[json.loads(chosen.read_text())["args"].get("seg_prompt", "embedding")] = f"tiny-lisa-{design}"
-    for prompt in PROMPT_RUNS:
-        if prompt not in runs and (RUNS_DIR / f"tiny-lisa-{design}-{prompt}").is_dir():
-            runs[prompt] = f"tiny-lisa-{design}-{prompt}"
-    return dict(sorted(runs.items(), key=lambda kv: list(PROMPT_RUNS).index(kv[0])))
+    for name in names:
+        if (RUNS_DIR / name).is_dir():
+            label = run_label(name) + (" (shipped)" if name == f"tiny-lisa-{design}" else "")
+            runs[label] = name
+    return runs
 
 
 def ladder_rows(design: str, baselines: Mapping[str, dict], models: Mapping[str, dict],
                 ceilings: Mapping[str, dict]) -> list[tuple]:
     """Rows of :data:`HEADERS` for one design.
 
-    ``baselines``: :func:`lisalib.reasonseg.baselines.query_blind_scores`; ``models``: ``{seg_prompt:
-    lisalib.lisa.evaluate.evaluate(...)}``; ``ceilings``: ``{"lm_state" | "point": mask_path_ceiling(...)}``.
+    ``baselines``: :func:`lisalib.reasonseg.baselines.query_blind_scores`; ``models``: ``{label:
+    lisalib.lisa.evaluate.evaluate(...)}`` in the order to print (:func:`shipped_runs`'s labels);
+    ``ceilings``: ``{"lm_state" | "point": mask_path_ceiling(...)}``.
     """
     def interval(m):
         return f"{m['giou_low']:.3f}-{m['giou_high']:.3f}" if "giou_low" in m else "-"
@@ -55,10 +63,7 @@ def ladder_rows(design: str, baselines: Mapping[str, dict], models: Mapping[str,
     if "lm_state" in ceilings:
         m = ceilings["lm_state"]
         rows.append((design, "frozen LM state (decoder trained)", m["giou"], interval(m), m["ciou"], "-", "-", m["n"]))
-    for prompt, label in PROMPT_RUNS.items():
-        if prompt not in models:
-            continue
-        result = models[prompt]
+    for label, result in models.items():
         m = result["protocols"]["teacher_forced"]
         point = m.get("point", {})
         rows.append((design, f"trained: {label}", m["giou"], interval(m), m["ciou"],
@@ -82,8 +87,8 @@ def measure(design: str, val_samples: Sequence[dict], ceiling_train: Sequence[di
     from lisalib.reasonseg.baselines import query_blind_scores
 
     runs = dict(runs if runs is not None else shipped_runs(design))
-    models = {prompt: evaluate(load_trained(run), val_samples, protocols=("teacher_forced",), progress=progress)
-              for prompt, run in runs.items()}
+    models = {label: evaluate(load_trained(run), val_samples, protocols=("teacher_forced",), progress=progress)
+              for label, run in runs.items()}
     ceilings = {}
     if ceiling_train is not None:
         ceilings = {prompt: mask_path_ceiling(design, ceiling_train, val_samples, prompt, steps=ceiling_steps,

@@ -55,6 +55,7 @@ class LisaProcessor:
         self.vlm_processor = vlm_processor
         self.sam_processor = sam_processor
         self.tokenizer = vlm_processor.tokenizer
+        self.tokenizer.padding_side = "left"  # generation appends on the right; modeling's positions assume it
         self.seg_token = seg_token
         if seg_token not in self.tokenizer.get_vocab():
             # a plain added token (not "special"), matched before the word splitter and kept by decode(),

@@ -313,6 +313,27 @@ class LisaTask(TrainingTask):
         return {"vision_source": self.args.vision_source}
 
 
+def notebook_args(profile, vision_source: str, data: str | Path, output_dir: str | Path | None = None,
+                  seg_prompt: str | None = None, **overrides) -> TrainArgs:
+    """Chapter 3's in-notebook recipe on ``profile`` (chapter 4 reuses it to train in a fresh session).
+
+    Every size comes from the profile: steps, micro-batch and accumulation (1 x 8 on a T4), 4-bit; the
+    tiny profile uses the point route its shipped runs use, the real profile LISA's embedding. The run
+    folder defaults to ``<profile.runs_dir>/nb03-<design>-<prompt>``; with ``resume`` a finished run is
+    returned as it is, an interrupted one continued.
+    """
+    seg_prompt = seg_prompt or ("point" if profile.name == "tiny" else "embedding")
+    values = dict(
+        profile=profile.name, data=str(data), vision_source=vision_source, seg_prompt=seg_prompt, use_lora=True,
+        load_in_4bit=profile.load_in_4bit, seed=0, save_every=50, progress=True, resume=True,
+        max_steps=profile.train_steps, batch_size=profile.train_batch_size, grad_accum=profile.grad_accum,
+        lr=1e-3 if profile.name == "tiny" else 3e-4, warmup_steps=min(20, profile.train_steps),
+        gradient_checkpointing=profile.name == "real",
+        output_dir=str(output_dir or Path(profile.runs_dir) / f"nb03-{vision_source}-{seg_prompt}"))
+    values.update(overrides)
+    return TrainArgs(**values)
+
+
 def train(args: TrainArgs, stop_after: int | None = None) -> dict:
     """Run (or resume) training; returns the benchmark summary. ``stop_after`` simulates an interruption.
 

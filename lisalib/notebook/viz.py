@@ -17,6 +17,21 @@ from lisalib.world.scenes import Scene
 OVERLAY_COLOURS = [(0, 200, 255), (255, 0, 200), (255, 220, 0), (0, 255, 120), (255, 120, 0), (160, 90, 255)]
 
 
+def pca_rgb(features, side: int) -> np.ndarray:
+    """[N, C] features -> [side, side, 3] image of their top-3 principal components, scaled to 0..1.
+
+    Accepts features on any device, in any dtype, with or without autograd (chapter 2 on a GPU runtime).
+    """
+    import torch
+
+    features = torch.as_tensor(features).detach().float().cpu()
+    centred = features - features.mean(dim=0)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    comps = centred @ vh[:3].T
+    comps = (comps - comps.min(dim=0).values) / (comps.max(dim=0).values - comps.min(dim=0).values + 1e-8)
+    return comps.reshape(side, side, 3).numpy()
+
+
 def overlay_masks(image: Image.Image | np.ndarray, masks: np.ndarray | Sequence[np.ndarray], alpha: float = 0.5,
                   colours: Sequence[tuple[int, int, int]] = OVERLAY_COLOURS) -> np.ndarray:
     """Blend boolean masks [N, H, W] (or one [H, W]) onto an RGB image; returns uint8 [H, W, 3]."""

@@ -66,6 +66,20 @@ class ReasonSegWarning(UserWarning):
     """Something LISA would accept silently but that probably is an annotation mistake."""
 
 
+REASONSEG_ENV = "LISALIB_REASONSEG"  # a root holding LISA's ReasonSeg (train/, val/) or a hub copy (val/)
+
+
+def chapter_data(split: str, synthetic: str | Path = "data/reasonseg_synth") -> tuple[Path, bool]:
+    """``(root, is_real)`` for chapters 3-4: ``$LISALIB_REASONSEG`` when it holds ``split/``, else the
+    synthetic root (written by the chapter when missing). Tables say which one they scored."""
+    import os
+
+    real = os.environ.get(REASONSEG_ENV)
+    if real and (Path(real) / split).is_dir():
+        return Path(real), True
+    return Path(synthetic), False
+
+
 # ----- prompts ------------------------------------------------------------------------------------
 def question(text: str, is_sentence: bool, image_token: str = IMAGE_TOKEN) -> str:
     """LISA's evaluation prompt: long queries are used as they are, short phrases go into 'What is ...'."""

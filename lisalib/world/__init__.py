@@ -44,3 +44,44 @@ __all__ = [
     "split_words",
     "vocabulary",
 ]
+
+# the high-resolution world (lisalib.world.highres): large scenes with small targets whose details need resolution
+from lisalib.world.highres import (  # noqa: E402
+    COUNT_WORDS,
+    DETAIL_KINDS,
+    DIGIT_FONT,
+    HighResConfig,
+    HighResScene,
+    SmallTarget,
+    View,
+    degraded_canvases,
+    encoder_views,
+    generate_highres_scene,
+    generate_highres_scenes,
+    glyph_mask,
+    highres_caption,
+    highres_questions,
+    highres_vocabulary,
+    read_digit,
+    resolution_statistics,
+)
+
+__all__ += [
+    "COUNT_WORDS",
+    "DETAIL_KINDS",
+    "DIGIT_FONT",
+    "HighResConfig",
+    "HighResScene",
+    "SmallTarget",
+    "View",
+    "degraded_canvases",
+    "encoder_views",
+    "generate_highres_scene",
+    "generate_highres_scenes",
+    "glyph_mask",
+    "highres_caption",
+    "highres_questions",
+    "highres_vocabulary",
+    "read_digit",
+    "resolution_statistics",
+]

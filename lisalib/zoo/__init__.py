@@ -4,14 +4,20 @@
 the name to a directory or hub id, then the standard transformers ``from_pretrained`` of the real
 class (``LlavaForConditionalGeneration``, ``SamModel`` and their processors). The tiny zoo is this
 repository's own pretrained checkpoints, shipped inside the package, so CI never touches a hub.
+
+With ``LISALIB_HUB_MAP`` set (a ``hub_map.json`` or its folder, from ``python -m lisalib.zoo.miniatures``),
+hub ids resolve to the local folders it lists, and a hub id it does not list is an error, never a download.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
 import torch
+
+from lisalib.profile import HUB_MAP_ENV  # "LISALIB_HUB_MAP", defined once with the other environment switches
 
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
 BACKBONES_DIR = ZOO_DIR / "backbones"  # pretrained tiny backbones (python -m lisalib.zoo build)
@@ -19,6 +25,8 @@ RUNS_DIR = ZOO_DIR / "runs"  # trained runs on top of them (trainable tensors on
 ZOO_MODELS: dict[str, str] = {
     "tiny-llava": "vlm",  # LlavaForConditionalGeneration + LlavaProcessor, shapes-world QA
     "tiny-sam": "sam",  # SamModel + SamProcessor, shapes-world masks from point/box prompts
+    "tiny-lm": "text_lm",  # LlamaForCausalLM (SmolLM-135M's code paths) + word-level fast tokenizer (chapter 6)
+    "tiny-gpt2": "text_lm",  # GPT2LMHeadModel, same tokenizer: chapter 6's cross-attention decoder
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -37,6 +45,26 @@ def zoo_path(name: str) -> Path:
     return path
 
 
+def _hub_map_file() -> Path | None:
+    value = os.environ.get(HUB_MAP_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path / "hub_map.json" if path.is_dir() else path
+
+
+def hub_map() -> dict[str, str]:
+    """``{hub id: local folder}`` of the map ``LISALIB_HUB_MAP`` names (relative folders resolved against
+    the map's directory; keys starting with ``_`` are the map's own metadata); ``{}`` when it is unset."""
+    path = _hub_map_file()
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise ZooError(f"{HUB_MAP_ENV}={os.environ[HUB_MAP_ENV]!r}: no hub map at {path}")
+    entries = json.loads(path.read_text())
+    return {hub_id: str(path.parent / folder) for hub_id, folder in entries.items() if not hub_id.startswith("_")}
+
+
 def resolve(name_or_path: str | os.PathLike) -> str:
     """Map a zoo name, a local directory or a hub id to what ``from_pretrained`` takes."""
     name = os.fspath(name_or_path)
@@ -50,7 +78,13 @@ def resolve(name_or_path: str | os.PathLike) -> str:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ZooError(f"local model directory {name!r} does not exist")
     if _HUB_ID.match(name):
-        return name
+        if _hub_map_file() is None:
+            return name
+        mapped = hub_map()  # CI: every hub id must be a local miniature
+        if name not in mapped:
+            raise ZooError(f"hub id {name!r} is not in the hub map {_hub_map_file()} ({HUB_MAP_ENV}); it lists: "
+                           f"{', '.join(mapped) or 'nothing'}")
+        return resolve(mapped[name])
     raise ZooError(
         f"{name!r} is not a zoo model ({', '.join(ZOO_MODELS)}), an existing directory, or a hub id like 'owner/model'"
     )
@@ -117,6 +151,18 @@ def load_vlm(name_or_path: str = "tiny-llava", **kwargs):
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
     return _load(LlavaForConditionalGeneration, LlavaProcessor, name_or_path, **kwargs)
+
+
+def load_text_lm(name_or_path: str = "tiny-lm", **kwargs):
+    """``(causal LM, tokenizer)`` for a zoo name, directory or hub id (``AutoModelForCausalLM``; same keywords)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return _load(AutoModelForCausalLM, AutoTokenizer, name_or_path, **kwargs)
+
+
+def load_zoo_model(name: str, **kwargs):
+    """The loader of a zoo model's family: ``load_vlm``, ``load_sam`` or ``load_text_lm``."""
+    return {"vlm": load_vlm, "sam": load_sam, "text_lm": load_text_lm}[ZOO_MODELS[name]](name, **kwargs)
 
 
 def load_sam(name_or_path: str = "tiny-sam", **kwargs):

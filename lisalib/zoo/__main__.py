@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 from lisalib.cli import add_dataclass_subparsers, from_namespace
-from lisalib.zoo import BACKBONES_DIR, ZOO_MODELS, ZooError, load_sam, load_vlm
+from lisalib.zoo import BACKBONES_DIR, ZOO_MODELS, ZooError, load_zoo_model
 
 
 _ONLY = {"help": "limit to these models (repeatable)", "choices": sorted(ZOO_MODELS), "action": "extend"}
@@ -93,10 +93,9 @@ def recipe_overrides(name: str, items: list[str]) -> dict:
     """``["steps=1800", "position_std=2.0"]`` -> typed overrides of ``name``'s recipe; unknown keys are errors."""
     from dataclasses import fields
 
-    from lisalib.zoo.pretrain.sam import SamRecipe
-    from lisalib.zoo.pretrain.vlm import VlmRecipe
+    from lisalib.zoo.build import _family
 
-    known = {f.name for f in fields(VlmRecipe if ZOO_MODELS[name] == "vlm" else SamRecipe)}
+    known = {f.name for f in fields(_family(name)[0])}
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -113,8 +112,7 @@ def evaluate(name: str, n_scenes: int) -> dict:
     """Held-out figures of a shipped zoo model, measured as its build measured them."""
     from lisalib.zoo.build import _family
 
-    load = load_vlm if ZOO_MODELS[name] == "vlm" else load_sam
-    return _family(name)[2](*load(name), n_scenes=n_scenes)
+    return _family(name)[2](*load_zoo_model(name), n_scenes=n_scenes)
 
 
 if __name__ == "__main__":
