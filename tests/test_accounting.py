@@ -74,7 +74,7 @@ def _tiny_source(name: str, tmp_path) -> str:
         return str(tmp_path)
 
 
-@pytest.mark.parametrize("name", list(ZOO_MODELS))
+@pytest.mark.parametrize("name", [name for name, family in ZOO_MODELS.items() if family in ("vlm", "sam")])
 @pytest.mark.parametrize("quant", ["4bit", "8bit"])
 def test_quantized_prediction_equals_real_bitsandbytes_load(name, quant, tmp_path):
     check = acc.verify_quantized_load(_tiny_source(name, tmp_path), quant)
@@ -82,6 +82,11 @@ def test_quantized_prediction_equals_real_bitsandbytes_load(name, quant, tmp_pat
     assert check.measured == check.predicted  # get_memory_footprint() and bnb statistics, to the byte
     if quant == "4bit":
         assert check.reported_params < check.architecture_params
+
+
+def test_quantized_load_check_refuses_models_outside_a_modified_lisa():
+    with pytest.raises(acc.AccountingError, match="not a LLaVA or SAM model"):
+        acc.verify_quantized_load("tiny-lm", "4bit")
 
 
 def test_meta_predictions_leave_bitsandbytes_usable():

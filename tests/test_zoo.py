@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 from transformers import (AutoProcessor, AutoTokenizer, GPT2LMHeadModel, LlamaForCausalLM, LlavaForConditionalGeneration,
-                          LlavaProcessor, SamModel, SamProcessor)
+                          LlavaProcessor, SamModel, SamProcessor, SiglipModel, SiglipProcessor)
 
-from lisalib.zoo import ZOO_MODELS, ZooError, load_sam, load_text_lm, load_vlm, load_zoo_model, resolve, zoo_path
+from lisalib.zoo import (ZOO_MODELS, ZooError, load_sam, load_siglip, load_text_lm, load_vlm, load_zoo_model, resolve,
+                         zoo_path)
 from lisalib.zoo.build import ACCURACY_AIMS, REGRESSION_FLOORS, read_card
 from lisalib.zoo.pretrain.sam import evaluate_sam
 from lisalib.zoo.pretrain.vlm import evaluate_vlm
@@ -16,7 +17,8 @@ MAX_ZOO_BYTES = 30 * 1024 * 1024
 
 
 @pytest.mark.parametrize("name,cls", [("tiny-llava", LlavaForConditionalGeneration), ("tiny-sam", SamModel),
-                                      ("tiny-lm", LlamaForCausalLM), ("tiny-gpt2", GPT2LMHeadModel)])
+                                      ("tiny-lm", LlamaForCausalLM), ("tiny-gpt2", GPT2LMHeadModel),
+                                      ("tiny-siglip", SiglipModel)])
 def test_loads_with_plain_transformers(name, cls):
     directory = zoo_path(name)
     model = cls.from_pretrained(directory)  # no lisalib code in between
@@ -25,7 +27,8 @@ def test_loads_with_plain_transformers(name, cls):
         assert {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id} < set(range(len(tokenizer)))
     else:
         processor = AutoProcessor.from_pretrained(directory)
-        assert isinstance(processor, LlavaProcessor if name == "tiny-llava" else SamProcessor)
+        assert isinstance(processor, {"tiny-llava": LlavaProcessor, "tiny-sam": SamProcessor,
+                                      "tiny-siglip": SiglipProcessor}[name])
     card = json.loads((directory / "zoo_card.json").read_text())
     assert sum(p.numel() for p in model.parameters()) == card["parameters"]
 
@@ -36,7 +39,7 @@ def test_zoo_is_small():
 
 
 @pytest.mark.parametrize("loader,name", [(load_vlm, "tiny-llava"), (load_sam, "tiny-sam"), (load_text_lm, "tiny-lm"),
-                                         (load_text_lm, "tiny-gpt2")])
+                                         (load_text_lm, "tiny-gpt2"), (load_siglip, "tiny-siglip")])
 def test_save_load_round_trip_is_bit_exact(loader, name, tmp_path):
     model, processor = loader(name)
     model.save_pretrained(tmp_path)
@@ -62,6 +65,15 @@ def test_text_lms_keep_their_floor_on_heldout_text(name):
     metric, floor = REGRESSION_FLOORS[name]
     result = evaluate_text_lm(*load_text_lm(name), n_scenes=16)
     assert result["roundtrip"] == 1.0 and result[metric] >= floor, result
+
+
+def test_tiny_siglip_keeps_its_floor_on_patches_and_retrieval():
+    from lisalib.zoo.pretrain.siglip import evaluate_siglip
+
+    metric, floor = REGRESSION_FLOORS["tiny-siglip"]
+    result = evaluate_siglip(*load_siglip("tiny-siglip"), n_scenes=40)
+    assert result[metric] >= floor and result[metric] > 3 * result["patch_chance"], result
+    assert result["i2t_r1"] > 5 * result["retrieval_chance"], result
 
 
 def test_tiny_sam_keeps_its_floor_from_a_centre_point():

@@ -137,14 +137,19 @@ def _dtype(dtype: torch.dtype | str) -> torch.dtype:
 def verify_quantized_load(name_or_path: str, quant: str = "4bit", dtype: torch.dtype | str = torch.float32) -> LoadCheck:
     """Load a model for real through lisalib.zoo with bitsandbytes and compare with the meta prediction.
 
-    Works for the tiny zoo models on a CPU and for hub models (e.g. llava-hf/llava-1.5-7b-hf) on a GPU.
+    Works for LLaVA and SAM models: the tiny zoo's on a CPU and hub models (e.g. llava-hf/llava-1.5-7b-hf)
+    on a GPU.
     """
     from lisalib.zoo import load_sam, load_vlm
 
     check_quant(quant)
     dtype = _dtype(dtype)
-    loader = load_sam if model_class(load_config(name_or_path)).__name__ == "SamModel" else load_vlm
-    model, _ = loader(name_or_path, dtype=dtype, load_in_4bit=quant == "4bit", load_in_8bit=quant == "8bit")
+    architecture = model_class(load_config(name_or_path)).__name__
+    loaders = {"SamModel": load_sam, "LlavaForConditionalGeneration": load_vlm}
+    if architecture not in loaders:  # a Llava loader on another config would build a model of the wrong shape
+        raise AccountingError(f"{name_or_path}: {architecture} is not a LLaVA or SAM model; verify_quantized_load "
+                              "checks the parts of a Modified LISA")
+    model, _ = loaders[architecture](name_or_path, dtype=dtype, load_in_4bit=quant == "4bit", load_in_8bit=quant == "8bit")
     return compare_loaded(model, name_or_path, quant, dtype)
 
 

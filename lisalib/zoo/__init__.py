@@ -27,6 +27,7 @@ ZOO_MODELS: dict[str, str] = {
     "tiny-sam": "sam",  # SamModel + SamProcessor, shapes-world masks from point/box prompts
     "tiny-lm": "text_lm",  # LlamaForCausalLM (SmolLM-135M's code paths) + word-level fast tokenizer (chapter 6)
     "tiny-gpt2": "text_lm",  # GPT2LMHeadModel, same tokenizer: chapter 6's cross-attention decoder
+    "tiny-siglip": "siglip",  # SiglipModel + SiglipProcessor: image/caption and patch/name alignment (chapters 5, 6)
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -160,9 +161,17 @@ def load_text_lm(name_or_path: str = "tiny-lm", **kwargs):
     return _load(AutoModelForCausalLM, AutoTokenizer, name_or_path, **kwargs)
 
 
+def load_siglip(name_or_path: str = "tiny-siglip", **kwargs):
+    """``(SiglipModel, SiglipProcessor)`` for a zoo name, directory or hub id (same keywords)."""
+    from transformers import SiglipModel, SiglipProcessor
+
+    return _load(SiglipModel, SiglipProcessor, name_or_path, **kwargs)
+
+
 def load_zoo_model(name: str, **kwargs):
-    """The loader of a zoo model's family: ``load_vlm``, ``load_sam`` or ``load_text_lm``."""
-    return {"vlm": load_vlm, "sam": load_sam, "text_lm": load_text_lm}[ZOO_MODELS[name]](name, **kwargs)
+    """The loader of a zoo model's family: ``load_vlm``, ``load_sam``, ``load_text_lm`` or ``load_siglip``."""
+    loaders = {"vlm": load_vlm, "sam": load_sam, "text_lm": load_text_lm, "siglip": load_siglip}
+    return loaders[ZOO_MODELS[name]](name, **kwargs)
 
 
 def load_sam(name_or_path: str = "tiny-sam", **kwargs):
