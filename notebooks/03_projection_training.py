@@ -104,8 +104,8 @@ if profile.name == "tiny":
 # checkpointing); it also runs on a CPU, slowly. On the tiny profile the budget is 150 optimizer steps per
 # model; the real profile uses batch 1 with 8-step accumulation and 60 steps, as a free Colab session
 # allows: the cell below prints the estimate (`lisalib.bench.budget`: FLOPs counted on the meta device,
-# an assumed 35% of a T4's fp16 peak, weights read at its bandwidth; measured figures, where a GPU was
-# available, are in `docs/results.md`).
+# an assumed 35% of a T4's fp16 peak, weights read at its bandwidth). No GPU measurement exists yet:
+# `python -m lisalib.bench.gpu_check` is the check prepared for one (docs/results.md).
 #
 # **On Colab, keep the runs on Google Drive**: a disconnect wipes the VM's disk. Mount Drive and set
 # `LISALIB_RUNS` before the profile cell:
@@ -207,10 +207,10 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# CE falls quickly once LoRA can shape the LLM's answer ("Sure, it is `<SEG>` ."); Dice is a mask loss;
+# CE falls quickly once LoRA can shape the LLM's answer ("Sure, it is `<SEG>`."); Dice is a mask loss;
 # `location` is the point route's loss (patch cross-entropy + offset L1; pointing at a random one of the
-# 64 patches costs ln 64 = 4.16). Wall time per optimizer step, measured in this run (median, first step
-# excluded):
+# 64 patches costs ln 64 = 4.16). Wall time per optimizer step, measured when the run trained (median, first
+# step excluded; a finished run reports its recorded figures):
 
 # %%
 for source, s in summaries.items():
@@ -223,8 +223,8 @@ record("ch3 training time per step, dual / vlm", round(step_ratio, 2), "x", f"{p
 # %% [markdown]
 # The `dual` model also runs SAM's image encoder on every batch (frozen, but still a forward pass), so
 # each step costs more. How much more depends on the encoders' relative size: on the tiny profile SAM's
-# ViT is small next to the LLM; at real size SAM ViT-B's encoder (chapter 2: 3.4× the FLOPs of the
-# single-pass vision path) runs on every step.
+# ViT is small next to the LLM; at real size SAM ViT-B's encoder (chapter 2: 972 GFLOP, 2.4× the
+# single-pass vision path; the whole dual path is 3.4×) runs on every step.
 #
 # ## A first look at the result
 #
@@ -255,7 +255,8 @@ for source, result in quick.items():
 
 # %% [markdown]
 # 150 steps (1,200 samples) are far too few for either route: the clicks printed above land inside the
-# target in fewer than half of the samples, and the gIoU stays below chapter 4's query-blind masks.
+# target in fewer than half of the samples, and the gIoU (printed above) stays below chapter 4's
+# query-blind masks (0.40-0.47 on all 200 val samples).
 # The shipped runs below saw 16,000 steps x 8 = 128,000 samples (of 40,000 distinct ones), still six times
 # fewer than LISA's 800,000.
 #
@@ -263,8 +264,9 @@ for source, result in quick.items():
 #
 # `lisalib/zoo/checkpoints/runs/tiny-lisa-{vlm,dual}` hold the trainable tensors (about a megabyte each),
 # the step log and the benchmark of longer runs of the point route with the same recipe for both designs
-# (`make lisa-ship`: 16,000 steps on 40,000 training samples, 50 warm-up steps, at most 60 minutes a run on
-# one thread); each `run.json` records its exact command. Chapter 4's ladder also uses
+# (`make lisa-ship`: 16,000 steps on 40,000 training samples, 50 warm-up steps, one thread: 37 and 50 min of
+# median step time; the wall times printed below, 52.5 and 67.0 min, include other jobs that shared the
+# machine); each `run.json` records its exact command. Chapter 4's ladder also uses
 # `tiny-lisa-{vlm,dual}-{embedding,point,both}`, the three `<SEG>` prompts under one smaller budget
 # (`make lisa-ladder`: 4,000 steps on 10,000 samples). The shipped runs' loss curves and what each cost:
 

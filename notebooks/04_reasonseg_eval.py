@@ -171,9 +171,9 @@ for design, result in results.items():
 # %% [markdown]
 # Reading it: both models clear every query-blind baseline, the `dual` model by about a third of the scale
 # and the single-pass `vlm` model by about half as much (the margins printed above). This split is the one
-# the recipe choices were made on; on two val seeds no choice was tuned on (`python -m lisalib.lisa.ladder
-# --data DIR` with the README's command for the split) the shipped runs score a little higher (dual 0.79 and
-# 0.81, vlm 0.64 and 0.64: docs/results.md). Generation wrote `<SEG>` in every answer, so the two protocols
+# the recipe choices were made on; on two val seeds no choice was tuned on (seeds 7 and 11: `python -m
+# lisalib.reasonseg.synth --out DIR --split val --n 200 --seed 7`, then `python -m lisalib.lisa.ladder --data
+# DIR`) the shipped runs score a little higher (dual 0.79 and 0.81, vlm 0.64 and 0.64: docs/results.md). Generation wrote `<SEG>` in every answer, so the two protocols
 # differ only by the hidden state a generated answer ("Sure, it is `<SEG>`.") leads to instead of the forced
 # `"<SEG>."`: the generated answers score slightly higher, by the small amounts printed above. cIoU is below
 # gIoU for both models: pooled over pixels the misses weigh more than averaged over samples, since a miss on
@@ -256,15 +256,16 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Reading the ladder: the first three trained rungs share one recipe and budget (4,000 steps, 32,000 samples,
-# `make lisa-ladder`); the shipped point-route runs had four times the steps and the data (`make lisa-ship`).
+# Reading the ladder: the first three trained rungs share one recipe and budget (4,000 steps x 8 = 32,000
+# samples drawn from 10,000 distinct ones, `make lisa-ladder`); the shipped point-route runs had four times
+# the steps and the data (`make lisa-ship`).
 #
 # - **LISA's route** (one learned prompt token) ends *below* the frozen LM's state and below every
 #   query-blind mask, on both designs. Through mask losses alone, 32,000 samples teach neither the decoder a
 #   new prompt language nor the LLM to say which shape; LISA's schedule gives it 800,000 (10 epochs x 500
 #   steps x batch 2 x 10 accumulation x 8 GPUs) and a 7B LLM.
-# - **The point route** is the only kind of rung far above the blind masks: the `<SEG>` state points at an
-#   image token, and its click lands inside the target in about three samples of four at 4,000 steps and
+# - **The point route** clears the blind masks by the most: the `<SEG>` state points at an image token (on
+#   `vlm` at 4,000 steps its interval still touches the random mask's; at 16,000 it is clear), and its click lands inside the target in about three samples of four at 4,000 steps and
 #   in more at 16,000 (the "point inside" column), a median of about 6 px from the inside-centre. The
 #   shipped runs reach the share of their design's ceiling printed under the table; what is left is mostly
 #   the clicks on a wrong shape, each costing its whole sample.
@@ -272,8 +273,8 @@ plt.show()
 #   often: LISA's token does not add what the click lacks.
 # - **The ceilings** differ by design: a perfect click gives 0.93 on `dual` (SAM's own 16 x 16 embedding)
 #   but 0.73 on `vlm`, whose decoder reads CLIP's coarse 8 x 8 grid (16 px patches) through `vision_to_sam`.
-#   The single pass saves an encoder and pays in mask quality; with clicks as good, the `vlm` model reaches
-#   about the same share of its (lower) ceiling.
+#   The single pass saves an encoder and pays in mask quality; with clicks slightly worse (the "point
+#   inside" column), the shipped `vlm` model still reaches the same share of its lower ceiling.
 #
 # What a small model needs instead of LISA's schedule, then, is a prompt SAM already understands and a
 # location target that the ground-truth mask gives for free.
@@ -346,7 +347,8 @@ for name in types["dual"]:
     print(f"{name:<16}{types['dual'][name]['n']:>4}{cells}")
 
 # %% [markdown]
-# With one shape any mask that covers something is right: the blind masks score 1.0 there. From two
+# With one shape any mask that covers something is right: the blind masks score 1.0 there, and both models
+# fall short of them (the first row): what they lose there is mask quality, not the choice. From two
 # shapes on the `dual` model stays above the best blind mask in every row, and on the 68 scenes with 5-6
 # shapes it holds the gIoU printed above, where the blind masks are near a quarter to a third; the `vlm`
 # model clears the best blind mask only from four shapes on (its intervals at two and three shapes
@@ -355,7 +357,8 @@ for name in types["dual"]:
 # By query type, short referring phrases (n = 97) are among the best for both designs; of the reasoning
 # queries, those about a shape's own kind (`roll`, `corners`) come close to them or above, while
 # `same_colour`, which relates two shapes, stays far below for both (n = 8); the other relations
-# (`closest`, `same_sides`) have too few samples to say anything (intervals spanning most of the scale).
+# (`closest`, `same_sides`) have too few samples to say anything (n = 4 and 2; with two samples even a
+# narrow interval means nothing).
 #
 # ## Failure gallery
 #
@@ -377,10 +380,10 @@ plt.show()
 
 # %% [markdown]
 # The worst samples are not ragged outlines but whole wrong shapes, each segmented cleanly: the mask path
-# works and the choice fails. Three are colour relations: asked for "the same color as the circle" (or the
-# square), the model clicks the named shape itself, the one the query *names*, not the one the relation
-# picks; "the fewest corners" ends on a shape with more corners than the target, and "in the bottom of
-# the image" on a shape higher up.
+# works and the choice fails. Three are colour relations: in two ("the same color as the circle", "... as
+# the square") the model clicks the named shape itself, the one the query *names*, not the one the relation
+# picks, and in the third an unrelated shape; three "fewest corners" end on a shape with more corners than
+# the target, and two "in the bottom of the image" on a shape higher up.
 
 # %% [markdown]
 # ## Browse the predictions
