@@ -64,7 +64,8 @@ def test_every_imported_package_is_declared():
 @pytest.mark.parametrize("module", ["lisalib.accounting", "lisalib.bench vision", "lisalib.zoo build",
                                     "lisalib.zoo eval", "lisalib.notebook", "lisalib.lisa.train",
                                     "lisalib.lisa.evaluate", "lisalib.lisa.ceiling", "lisalib.lisa.ladder",
-                                    "lisalib.reasonseg.synth"])
+                                    "lisalib.reasonseg.synth", "lisalib.reasonseg.hub_copy", "lisalib.zoo.miniatures",
+                                    "lisalib.bench.budget", "lisalib.bench.gpu_check", "lisalib.train"])
 def test_every_cli_has_help_with_underscore_flags(module):
     done = subprocess.run([sys.executable, "-m", *module.split(), "--help"], capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
