@@ -117,9 +117,8 @@ for design, runs in LADDER.items():
         print(f"{design:5s} {run:26s} {label}")
 
 # %%
-def free(*objects):
-    """Drop models between sections: on a T4 two 7B models fit, six do not."""
-    del objects
+def free():
+    """Collect dropped models between sections: on a T4 two 7B models fit, six do not."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -131,8 +130,8 @@ for design, checkpoint in CHECKPOINTS.items():
     chosen_prompt[design] = model.config.seg_prompt
     results[design] = evaluate(model, val_items, keep_predictions=True, progress=False,
                                batch_size=profile.eval_batch_size)
-    free(model)
     del model
+    free()
 companions = {design: {} for design in DESIGNS}
 for design in DESIGNS:
     for label, run in LADDER[design].items():
