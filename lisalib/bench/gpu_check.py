@@ -218,12 +218,12 @@ def training_batch(processor, device: torch.device, seed: int = 0) -> dict:
 
 def lisa_for_training(vlm_config, sam_config, dtype: torch.dtype, device: torch.device, quantize: bool):
     """The Modified LISA as ``lisalib.lisa.train.build_model`` builds it with ``--use_lora --vision_source vlm``:
-    ``from_parts``' second half (:meth:`from_models`) on the random-weight backbones, then ``add_lora``, the
-    trainable groups and fp32 master copies of what trains. Returns (model, TrainArgs, batch)."""
+    ``from_parts``' second half (:meth:`from_models`) on the random-weight backbones, then the same
+    ``prepare_for_training`` (LoRA, trainable groups, fp32 master copies of what trains). Returns (model, TrainArgs, batch)."""
     from transformers import SamModel
 
     from lisalib.lisa.modeling import LisaForReasoningSegmentation
-    from lisalib.lisa.train import TrainArgs, add_lora
+    from lisalib.lisa.train import TrainArgs, prepare_for_training
     from lisalib.training.recipes import DEFAULT_GROUPS
 
     processor = processor_for(vlm_config, sam_config)
@@ -236,11 +236,7 @@ def lisa_for_training(vlm_config, sam_config, dtype: torch.dtype, device: torch.
     model = LisaForReasoningSegmentation.from_models(vlm, sam, processor, "vlm")
     del vlm, sam
     args = TrainArgs(vision_source="vlm", use_lora=True, load_in_4bit=quantize, trainable=[*DEFAULT_GROUPS, "lora"])
-    add_lora(model, args)
-    model.trainable_counts = model.set_trainable(args.trainable)
-    for param in model.parameters():  # train.build_model's fp32 master weights
-        if param.requires_grad and param.dtype != torch.float32:
-            param.data = param.data.float()
+    prepare_for_training(model, args)  # train.build_model's second half: LoRA, groups, fp32 master weights
     _free()
     return model, args, training_batch(processor, device)
 

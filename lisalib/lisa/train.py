@@ -200,6 +200,11 @@ def build_model(args: TrainArgs, device: torch.device | str | None = None) -> Li
         dtype=TORCH_DTYPES[args.dtype], device=device,
         seg_hidden_state=args.seg_hidden_state, seg_prompt=args.seg_prompt,
         location_loss_weight=args.location_loss_weight)  # frozen backbones in the compute dtype
+    return prepare_for_training(model, args)
+
+
+def prepare_for_training(model: LisaForReasoningSegmentation, args: TrainArgs) -> LisaForReasoningSegmentation:
+    """Optional LoRA, the trainable groups, fp32 master copies of what trains, gradient checkpointing."""
     if args.use_lora:
         add_lora(model, args)
     model.trainable_counts = model.set_trainable(args.trainable)  # per group, seg_row as its two rows
