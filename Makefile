@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: main test smoke-real setup zoo lisa lisa-ship lisa-ladder clean
+.PHONY: main test smoke-real setup zoo lisa lisa-ship lisa-ladder shirg clean
 
 setup: $(STAMP)
 
@@ -65,6 +65,11 @@ lisa-ladder: $(STAMP)
 	  done; \
 	  wait -n && wait -n || exit 1; \
 	done
+
+# chapter 5's tiny-lavida (pooled stage, then the projector LoRA on text-selected tokens), one thread
+shirg: $(STAMP)
+	mkdir -p runs
+	OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.shirg train --json > runs/tiny-lavida.json
 
 clean:
 	rm -rf outputs .pytest_cache

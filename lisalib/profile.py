@@ -42,6 +42,7 @@ class Profile:
     answer_suffix: str = ""  # chapter 0: instruction appended to each question (LLaVA-1.5's short-answer prompt)
     runs_dir: str = "runs"  # chapters 3-4: training runs (LISALIB_RUNS); never deleted by a notebook
     smoke: bool = False  # real code paths on random-weight miniatures (LISALIB_HUB_MAP): budgets cut to seconds
+    siglip: str = "tiny-siglip"  # chapter 5: the multi-view tower (lisalib.zoo.load_siglip); real: LaViDa's so400m
     notes: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -126,6 +127,7 @@ def get_profile(name: str | None = None, require_gpu: bool = True) -> Profile:
         answer_suffix="Answer the question using a single word or phrase.",  # LLaVA-1.5's VQA prompt
         runs_dir=os.environ.get(RUNS_ENV) or "runs",
         smoke=smoke,
+        siglip="google/siglip-so400m-patch14-384",
         notes={"why": "hub models; needs network for the first download and a CUDA GPU for 4-bit"
                       + ("; smoke run on random-weight miniatures" if smoke else "")},
     )

@@ -164,8 +164,17 @@ def test_views_refuse_bad_sizes():
     scene = generate_highres_scene(0)
     with pytest.raises(ValueError, match="smaller than a 512 px view"):
         encoder_views(scene, view_size=512, patch_size=8)
-    with pytest.raises(ValueError, match="not a multiple"):
-        encoder_views(scene, view_size=64, patch_size=7)
+    with pytest.raises(ValueError, match="patch_size"):
+        encoder_views(scene, view_size=64, patch_size=65)
+
+
+def test_views_with_a_remainder_keep_tokens_on_the_grid():
+    """so400m's geometry: 384 px views of 14 px patches, a 27 x 27 grid; the last 6 px are never a token."""
+    scene = generate_highres_scene(0, HighResConfig(width=768, height=768, min_target_radius=24,
+                                                    max_target_radius=30, glyph_scale=6, stripe_width=3))
+    views = encoder_views(scene, view_size=384, patch_size=14)
+    assert [v.image.size for v in views] == [(384, 384)] * 5
+    assert all(0 <= p < 27 * 27 for v in views for patches in v.patches for p in patches)
 
 
 def test_template_reader_is_exact_at_full_resolution():

@@ -170,3 +170,21 @@ def test_second_build_is_a_cache_hit(built):
     summary = build(out)
     assert summary["cached"] and time.perf_counter() - start < 1.0
     assert {f: f.stat().st_mtime_ns for f in out.rglob("*") if f.is_file()} == before
+
+
+def test_siglip_miniature_keeps_so400m_geometry_for_chapter_5(built):
+    """The real profile's chapter 5 on the miniature: LaViDa's 768 px canvas, 384 px views, 27 x 27 tokens."""
+    from lisalib.shirg.data import encode_scenes, make_scenes
+    from lisalib.shirg.evaluate import selection_row, selections
+    from lisalib.zoo import load_siglip
+
+    siglip, processor = _loaded(built, load_siglip, "siglip")
+    assert_same_code_paths(siglip.config, REAL["siglip"].config)
+    vision = siglip.config.vision_config
+    assert (vision.image_size, vision.patch_size) == (384, 14)
+    data = encode_scenes(siglip, processor, make_scenes(1, seed=0, factor=3), progress=False)
+    assert data.features.shape == (1, 5, 729, vision.hidden_size) and data.saliency.shape == (1, 5, 729)
+    assert all(s.target_tokens.shape == (5, 729) for s in data.samples)
+    assert any(s.target_tokens.any() for s in data.samples)
+    row = selection_row(data, selections(data, siglip, processor, "text", 980))
+    assert 0.0 <= row["recall"] <= 1.0 and 0.0 < row["coverage"] <= 1.0

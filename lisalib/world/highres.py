@@ -344,9 +344,11 @@ def encoder_views(scene: HighResScene, view_size: int = VIEW_SIZE, patch_size: i
     The global view is the canvas resized to ``view_size`` (aspect distorted, as LaViDa); the tiles cut the
     canvas resized into a ``2 * view_size`` square with its aspect kept and black padding (LaViDa's
     ``resize_and_pad_image``), i.e. twice the global view's resolution. Bicubic, as SigLIP's processor.
+    A view need not be a multiple of the patch (so400m: 384 px = 27 x 14 + 6): the grid is ``view_size //
+    patch_size`` and pixels past it are never seen, as SigLIP's valid-padding patch embedding drops them.
     """
-    if view_size % patch_size:
-        raise ValueError(f"view_size {view_size} is not a multiple of patch_size {patch_size}")
+    if not 0 < patch_size <= view_size:
+        raise ValueError(f"patch_size {patch_size} must be in 1..view_size ({view_size})")
     if scene.width < view_size or scene.height < view_size:
         raise ValueError(f"canvas {scene.width}x{scene.height} is smaller than a {view_size} px view")
     image = scene.render()
@@ -385,8 +387,8 @@ def _view(kind, row, col, image, scale, offset, patch_size, boxes) -> View:
             patches.append([])
             continue
         mapped.append((u0, v0, u1, v1))
-        cols = range(int(u0 // patch_size), math.ceil(u1 / patch_size))
-        rows = range(int(v0 // patch_size), math.ceil(v1 / patch_size))
+        cols = range(int(u0 // patch_size), min(math.ceil(u1 / patch_size), grid))
+        rows = range(int(v0 // patch_size), min(math.ceil(v1 / patch_size), grid))
         patches.append([r * grid + c for r in rows for c in cols])
     return View(kind, row, col, image, scale, offset, patch_size, mapped, patches)
 

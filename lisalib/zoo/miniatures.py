@@ -26,7 +26,8 @@ from lisalib.cli import dataclass_parser
 
 MAP_FILE = "hub_map.json"
 FINGERPRINT_KEY = "_fingerprint"  # the map's one non-hub-id key (lisalib.zoo.hub_map drops it)
-SHIPPED = {"vlm": "llava-1.5-7b", "sam": "sam-vit-base"}  # lisalib/configs/<name>.json
+SHIPPED = {"vlm": "llava-1.5-7b", "sam": "sam-vit-base",  # lisalib/configs/<name>.json
+           "siglip": "siglip-so400m-patch14-384"}  # chapter 5's real tower (LaViDa's)
 # What https://huggingface.co/llava-hf/llava-1.5-7b-hf ships besides config.json, as its own files say:
 # - chat_template.json: the template below (with the {% generation %} tags of hub PR #29); transformers'
 #   tests/models/llava/test_processor_llava.py renders it to "USER: <image>\nWhat is shown in this image? ASSISTANT:"
@@ -69,6 +70,8 @@ class MiniatureRecipe:
         hidden_size=32, mlp_dim=128, num_hidden_layers=2, num_attention_heads=2))
     sam_channels: int = 32  # the neck's output_channels = prompt encoder and mask decoder width (real: 256)
     sam_decoder: dict = field(default_factory=lambda: dict(mlp_dim=256, num_attention_heads=2))
+    siglip: dict = field(default_factory=lambda: dict(  # both towers; 384 px / patch 14 kept: 729 tokens a view
+        hidden_size=32, intermediate_size=120, num_hidden_layers=3, num_attention_heads=2))
 
 
 def folder_name(hub_id: str) -> str:
@@ -146,6 +149,29 @@ def llava_miniature(recipe: MiniatureRecipe):
                                patch_size=config.vision_config.patch_size,
                                vision_feature_select_strategy=config.vision_feature_select_strategy, **LLAVA_PROCESSOR)
     return model, processor
+
+
+def siglip_miniature(recipe: MiniatureRecipe):
+    """``(SiglipModel, SiglipProcessor)``: so400m/14-384's config with both towers shrunk (image size, patch,
+    text length, activation, ids kept); the text side is the shapes world's word-level tokenizer (tiny-siglip's
+    conventions: pad = eos = 1, padded to max length) instead of so400m's 32,000-piece SentencePiece model."""
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
+
+    from lisalib.accounting.registry import model_spec
+    from lisalib.zoo.pretrain.siglip import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    raw = model_spec(SHIPPED["siglip"]).config
+    tokenizer.model_max_length = raw["text_config"]["max_position_embeddings"]  # 64
+    raw["text_config"].update(recipe.siglip, vocab_size=len(tokenizer))
+    raw["vision_config"].update(recipe.siglip)
+    config = SiglipConfig.from_dict(raw)
+    torch.manual_seed(recipe.seed)
+    model = SiglipModel(config).eval()
+    side = config.vision_config.image_size
+    image_processor = SiglipImageProcessorPil(size={"height": side, "width": side})  # mean/std 0.5, bicubic
+    return model, SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
 def global_attention_layers(real: list[int], real_depth: int, depth: int) -> list[int]:
@@ -236,7 +262,7 @@ def build(out_dir: str | os.PathLike, recipe: MiniatureRecipe = MiniatureRecipe(
             return _summary(out, entries, True, time.perf_counter() - start)
         map_path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    builders = {"vlm": llava_miniature, "sam": sam_miniature}
+    builders = {"vlm": llava_miniature, "sam": sam_miniature, "siglip": siglip_miniature}
     for role, folder in zip(SHIPPED, entries.values()):
         model, processor = builders[role](recipe)
         shutil.rmtree(out / folder, ignore_errors=True)
