@@ -169,6 +169,29 @@ def save_run(peft_model, tokenizer, run: dict, out_dir) -> None:
     tokenizer.save_pretrained(out)
     peft_model.save_pretrained(out / "projector-lora")
     (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+    (out / "README.md").write_text(run_card(run))
+
+
+def run_card(run: dict) -> str:
+    """The run's model card: what it is, how it was trained, what each stage cost."""
+    stages = run["stages"]
+    lines = ["# tiny-lavida", "",
+             "Chapter 5's LaViDa-style VLM: tiny-siglip's tower without its last layer and head, LaViDa's `mlp2x_gelu`",
+             "projector (`mm_projector.0` / `.2`), a newline token and tiny-lm, trained on the high-resolution world's",
+             "small-detail questions with pooled tokens (stage 2, tower, projector and LM trained), then a peft LoRA on",
+             "`mm_projector.0` / `.2` on text-selected tokens (`projector-lora/`). Load: `lisalib.shirg.train.load_run()`;",
+             "measure: `python -m lisalib.shirg evaluate --json`.", "",
+             f"- Data: {run['train_scenes']} training scenes (9000, i), {run['train_questions']} questions, plus one "
+             "detailed caption per scene mixed into the pooled stage.",
+             f"- Pooled stage: {stages['pooled']['steps']} steps, {stages['pooled']['seconds']} s, final loss "
+             f"{stages['pooled']['final_loss']}; projector LoRA: {stages['lora']['steps']} steps, "
+             f"{stages['lora']['seconds']} s, final loss {stages['lora']['final_loss']}; "
+             f"{run['lora_trainable_parameters']:,} LoRA parameters of {run['parameters']:,}.",
+             f"- Built in {run['seconds']} s on {run['threads']} CPU thread(s) (torch {run['versions']['torch']}, "
+             f"transformers {run['versions']['transformers']}). Rebuild: `make shirg`.", "",
+             "| recipe | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in run["recipe"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def load_run(path=None) -> tuple:

@@ -22,8 +22,10 @@ def draw_views(views, mask: np.ndarray | None = None, target: np.ndarray | None 
         image = np.asarray(view.image, dtype=np.float32) / 255
         grid = image.shape[0] // patch_size
         if mask is not None:
-            keep = np.kron(mask[v].reshape(grid, grid), np.ones((patch_size, patch_size)))[..., None]
-            image = image * (0.25 + 0.75 * keep)
+            keep = np.zeros(image.shape[:2])  # pixels past the grid (so400m: the last 6 px) are never a token
+            keep[:grid * patch_size, :grid * patch_size] = np.kron(mask[v].reshape(grid, grid),
+                                                                   np.ones((patch_size, patch_size)))
+            image = image * (0.25 + 0.75 * keep[..., None])
         ax.imshow(image, interpolation="nearest")
         for line in range(1, grid):
             ax.axhline(line * patch_size - 0.5, color="white", lw=0.3, alpha=0.5)
