@@ -41,7 +41,7 @@ zoo: $(STAMP)
 # make lisa-ladder: chapter 4's same-budget comparison, LISA_STEPS steps on 10,000 samples for each <SEG>
 #   prompt, shipped as tiny-lisa-<design>-<prompt>. make lisa: both. The data is synthesised when missing.
 LISA_STEPS ?= 4000
-LISA_SHIP_STEPS ?= 16000
+LISA_SHIP_STEPS ?= 19000
 LISA_COMMON = --profile tiny --use_lora --epochs 4 --batch_size 8 --lr 1e-3 --warmup_steps 50 --save_every 500 \
 	--no_progress --json
 LISA_RUN = OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.lisa.train $(LISA_COMMON)

@@ -257,16 +257,17 @@ for source, result in quick.items():
 # 150 steps (1,200 samples) are far too few for either route: the clicks printed above land inside the
 # target in fewer than half of the samples, and the gIoU (printed above) stays below chapter 4's
 # query-blind masks (0.40-0.47 on all 200 val samples).
-# The shipped runs below saw 16,000 steps x 8 = 128,000 samples (of 40,000 distinct ones), still six times
+# The shipped runs below saw 19,000 steps x 8 = 152,000 samples (of 40,000 distinct ones), still five times
 # fewer than LISA's 800,000.
 #
 # ## The runs shipped with the package
 #
 # `lisalib/zoo/checkpoints/runs/tiny-lisa-{vlm,dual}` hold the trainable tensors (about a megabyte each),
 # the step log and the benchmark of longer runs of the point route with the same recipe for both designs
-# (`make lisa-ship`: 16,000 steps on 40,000 training samples, 50 warm-up steps, one thread: 37 and 50 min of
-# median step time; the wall times printed below, 52.5 and 67.0 min, include other jobs that shared the
-# machine); each `run.json` records its exact command. Chapter 4's ladder also uses
+# (`make lisa-ship`: 19,000 steps on 40,000 training samples, 50 warm-up steps, one thread: 47 and 62 min of
+# median step time; the wall times printed below, 46.9 and 64.4 min, include other jobs that shared the
+# machine; `dual` needed the 19,000 steps to reach chapter 4's 0.80 on both untuned val seeds, a few minutes
+# over the hour this budget allows); each `run.json` records its exact command. Chapter 4's ladder also uses
 # `tiny-lisa-{vlm,dual}-{embedding,point,both}`, the three `<SEG>` prompts under one smaller budget
 # (`make lisa-ladder`: 4,000 steps on 10,000 samples). The shipped runs' loss curves and what each cost:
 

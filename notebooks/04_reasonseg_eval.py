@@ -84,7 +84,7 @@ if profile.name == "tiny":
 # half long queries that need reasoning, drawn from scenes no training run saw. On the tiny profile the
 # checkpoints are the ones shipped with the package (chapter 3 says how they were trained; the command is
 # in each `run.json`): per design the chosen route, `tiny-lisa-vlm` and `tiny-lisa-dual` (the point route,
-# 16,000 steps), and the ladder's companions, one per `<SEG>` prompt under one smaller budget (4,000 steps).
+# 19,000 steps), and the ladder's companions, one per `<SEG>` prompt under one smaller budget (4,000 steps).
 # On the real profile they are chapter 3's runs, trained here if this session has none.
 
 # %%
@@ -172,7 +172,7 @@ for design, result in results.items():
 # and the single-pass `vlm` model by about half as much (the margins printed above). This split is the one
 # the recipe choices were made on; on two val seeds no choice was tuned on (seeds 7 and 11: `python -m
 # lisalib.reasonseg.synth --out DIR --split val --n 200 --seed 7`, then `python -m lisalib.lisa.ladder --data
-# DIR`) the shipped runs score a little higher (dual 0.79 and 0.81, vlm 0.64 and 0.64: docs/results.md). Generation wrote `<SEG>` in every answer, so the two protocols
+# DIR`) the shipped runs score a little higher (dual 0.81 and 0.83, vlm 0.63 and 0.62: docs/results.md). Generation wrote `<SEG>` in every answer, so the two protocols
 # differ only by the hidden state a generated answer ("Sure, it is `<SEG>`.") leads to instead of the forced
 # `"<SEG>."`: the generated answers score slightly higher, by the small amounts printed above. cIoU is below
 # gIoU for both models: pooled over pixels the misses weigh more than averaged over samples, since a miss on
@@ -256,16 +256,16 @@ plt.show()
 
 # %% [markdown]
 # Reading the ladder: the first three trained rungs share one recipe and budget (4,000 steps x 8 = 32,000
-# samples drawn from 10,000 distinct ones, `make lisa-ladder`); the shipped point-route runs had four times
-# the steps and the data (`make lisa-ship`).
+# samples drawn from 10,000 distinct ones, `make lisa-ladder`); the shipped point-route runs had 4.75 times
+# the steps and four times the data (`make lisa-ship`).
 #
 # - **LISA's route** (one learned prompt token) ends *below* the frozen LM's state and below every
 #   query-blind mask, on both designs. Through mask losses alone, 32,000 samples teach neither the decoder a
 #   new prompt language nor the LLM to say which shape; LISA's schedule gives it 800,000 (10 epochs x 500
 #   steps x batch 2 x 10 accumulation x 8 GPUs) and a 7B LLM.
 # - **The point route** clears the blind masks by the most: the `<SEG>` state points at an image token (on
-#   `vlm` at 4,000 steps its interval still touches the random mask's; at 16,000 it is clear), and its click lands inside the target in about three samples of four at 4,000 steps and
-#   in more at 16,000 (the "point inside" column), a median of about 6 px from the inside-centre. The
+#   `vlm` at 4,000 steps its interval still touches the random mask's; at 19,000 it is clear), and its click lands inside the target in about three samples of four at 4,000 steps and
+#   in more at 19,000 (the "point inside" column), a median of about 6 px from the inside-centre. The
 #   shipped runs reach the share of their design's ceiling printed under the table; what is left is mostly
 #   the clicks on a wrong shape, each costing its whole sample.
 # - **Both together** is worse than the click alone on both designs, and its click lands inside less
@@ -379,10 +379,11 @@ plt.show()
 
 # %% [markdown]
 # The worst samples are not ragged outlines but whole wrong shapes, each segmented cleanly: the mask path
-# works and the choice fails. Three are colour relations: in two ("the same color as the circle", "... as
-# the square") the model clicks the named shape itself, the one the query *names*, not the one the relation
-# picks, and in the third an unrelated shape; three "fewest corners" end on a shape with more corners than
-# the target, and two "in the bottom of the image" on a shape higher up.
+# works and the choice fails. Two are colour relations: in one ("the same color as the square") the model
+# clicks the named shape itself, the one the query *names*, not the one the relation picks, and in the
+# other ("... as the circle") an unrelated shape; three corner counts ("most corners", twice "fewest
+# corners") end on a shape with the wrong number of corners, two "three corners" on a star and a square
+# instead of the triangle, and one "in the bottom of the image" on a shape near the top.
 
 # %% [markdown]
 # ## Browse the predictions

@@ -160,13 +160,13 @@ def test_shipped_checkpoints_fit_the_shipped_zoo(name, source, synth_data):
     # rebuilding tiny-llava or tiny-sam without `make lisa` would leave these bridges on the wrong base
     assert record["base"] == {"vlm": fingerprint("tiny-llava"), "sam": fingerprint("tiny-sam")}
     assert record["command"].startswith("OMP_NUM_THREADS=1 python -m lisalib.lisa.train")
-    assert sum(f.stat().st_size for f in folder.iterdir()) < 5_000_000  # weights ~1.1 MB + a 16,000-line log
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 5_000_000  # weights ~1.1 MB + a 19,000-line log
     model = load_trained(name)
     assert model.config.vision_source == source
     result = evaluate(model, open_split(synth_data, "val"), protocols=("teacher_forced",), progress=False)
     # the shipped runs on these 6 samples, measured when they were trained (one thread); a changed base,
     # raster or loader moves them
-    assert result["n"] == 6 and result["giou"] == pytest.approx({"vlm": 0.6880, "dual": 0.9550}[source], abs=2e-3)
+    assert result["n"] == 6 and result["giou"] == pytest.approx({"vlm": 0.7005, "dual": 0.7968}[source], abs=2e-3)
     assert model.config.seg_prompt == "point"  # the shipped route; the ladder's companions are named by prompt
 
 
