@@ -261,8 +261,9 @@ if not REAL:
 # At pooling's budget the text selector keeps about 0.94 of the tokens that show the question's target
 # (the aim was 0.9), saliency about 0.60 (the probe attends to salient objects, small targets among them,
 # but the same ones whatever is asked), random and uniform about a quarter: their share of the budget,
-# 80 of 320. Its coverage is the lowest with saliency's (about 0.55 of pooling's 2x2 cells keep a token):
-# it spends the budget where the question points; the coverage floor keeps every view present.
+# 80 of 320 (the aim set for this chapter was 0.9). Its coverage, about 0.55 of pooling's 2x2 cells keeping
+# a token, is about saliency's and the lowest of the four: it spends the budget where the question points;
+# the coverage floor keeps every view present.
 #
 # (Uniqueness: every selector here keeps distinct tokens, since LaViDa's views are distinct images; 003's
 # interpolated views are where duplicates came from, above.)
@@ -295,6 +296,12 @@ if REAL:
 else:
     from lisalib.shirg.train import load_run
     model, tokenizer, run = load_run()
+    pooled_stage = run["stages"]["pooled"]
+    print(f"tiny-lavida: {run['train_scenes']:,} training scenes, {run['train_questions']:,} questions; pooled "
+          f"stage {pooled_stage['steps']:,} steps, loss {pooled_stage['losses'][0]:.2f} at the first step, "
+          f"{np.mean(pooled_stage['losses'][200:300]):.2f} over steps 200-300, {pooled_stage['final_loss']:.2f} "
+          f"over the last 50; projector LoRA {run['lora_trainable_parameters']:,} parameters, "
+          f"{run['stages']['lora']['steps']} steps")
     results = evaluate_run(model, tokenizer, run, siglip, processor, val, BUDGET)
 
 # %%
@@ -321,13 +328,15 @@ if not REAL:  # not an NBVAL_CHECK_OUTPUT cell: the answers sit at near-ties tha
 
 # %% [markdown]
 # **The tiny LaViDa did not learn to read the details, so this table cannot rank the selectors.** Every
-# mode scores between about 0.38 and 0.41, at the level of the most frequent answer per question type
-# (0.400) and of the same LM with no image at all: it answers from the question alone, and the digit rows
-# stay at a tenth. Neither the selection nor the projector LoRA moves that, and the paired difference
-# between text-selected and pooled tokens is within a point of zero. (All 336 tokens do worse: twice the
-# sequence the model was trained on, and the LoRA was trained on selected tokens only.) The training loss
-# tells the same story: it fell to about 0.82 in the first few hundred of its 3,000 steps (the priors and
-# the captions' structure) and stayed there (`run.json`). Why, the next cell shows.
+# pooled or selected token set scores between about 0.38 and 0.41, at the level of the most frequent
+# answer per question type (0.400) and of the same LM with no image at all: it answers from the question
+# alone, and the digit rows stay at a tenth. The projector LoRA lifts those rows by a point or two, to the
+# majority level and no further; the paired difference between text-selected and pooled tokens (printed
+# above, with its interval) is within about a point of zero. All tokens do worse (about 0.34, and 0.26
+# after the LoRA): 64 global tokens + 16 tiled rows of 16 tokens and a newline = 336, nearly four times the
+# 88-token sequence the model was trained on, and the LoRA saw selected tokens only. The training loss
+# (printed above from the run's `run.json`) fell within the first few hundred steps, to the level of the
+# answer priors and the captions' structure, and stayed there. Why, the next cell shows.
 #
 # ## Do the kept tokens show the detail?
 #
@@ -359,9 +368,9 @@ if not REAL:
 # token, from its pooled block and from the global view alike, both on tiny-siglip's frozen features and on
 # the tower tiny-lavida trained. tiny-siglip learned to tell shapes and colours apart (names and captions),
 # never glyphs, and 3,000 steps of LaViDa-style training did not teach its tower glyphs either. Stripes
-# show the ordering the chapter is about, weakly: the kept tile token reads them above the pooled block,
-# which reads them above the global view (about 0.56-0.57, 0.50-0.52 and 0.45-0.47 against a majority of
-# 0.456). So on this world the selector *keeps* the right tokens (recall 0.94), but there is little in
+# hint at the ordering the chapter is about: the kept tile token reads them above the pooled block, which
+# reads them above the global view (about 0.56-0.57, 0.50-0.52 and 0.45-0.47 against a majority of 0.456),
+# but with 204 questions a 95% interval is about +-0.07, so even that is within noise. So on this world the selector *keeps* the right tokens (recall 0.94), but there is little in
 # them for any model to read; what selection could buy shows up only once the tower encodes the details.
 # The next step for this chapter: a tower pretrained with the details in its texts (tiny-siglip's dense
 # term with "the digit 7" and "a stripe"), then the same table.
@@ -409,9 +418,10 @@ if not REAL:  # measured: not checked by nbval
 # %% [markdown]
 # Counted at so400m size, selection is a few per cent of the encoder, and the encoder runs in full anyway:
 # what 980 instead of 3,645 tokens saves is the LLM's prefill (4.1x) and KV cache (3.7x). At tiny size the
-# measured share is far larger (the text tower's pass alone costs more than the three-layer tower on five
+# measured share is far larger (the text tower's pass alone costs more than the truncated tower, tiny-siglip's
+# 4 layers less the deleted one, on five
 # 64 px views, and Python overhead dominates both); with the phrase embeddings cached (this world's names
-# are a closed set) it is about a fifth of the encoder. The tiny measurement says how the parts compare on
+# are a closed set) it is roughly a fifth of the encoder (these timings move from run to run). The tiny measurement says how the parts compare on
 # this CPU, not what they cost at LaViDa's size.
 #
 # ## What 003 expected, and what was measured
@@ -423,8 +433,9 @@ if not REAL:  # measured: not checked by nbval
 # | score tokens against the LLM's embeddings | 1,152-d SigLIP tokens and 4,096-d LLaDA embeddings are not one space; SigLIP's own text space (through its pooling head) is, and there the text selector keeps 94% of the target's tokens at pooling's budget (tiny; uniform, random and saliency keep less) |
 # | realign `mm_projector.fc1/fc2` with LoRA r 64 | the modules are `mm_projector.0` / `.2`; r 64 on both is 860,160 parameters (4.0% of the projector), scale 0.25 |
 # | selection is cheap | counted at so400m size, text relevance is 4.5% of the five views' encoder FLOPs (2.9% with cached phrase embeddings) |
-# | 3,645 -> 980 saves LLM compute | 4.1x prefill FLOPs, 3.7x KV cache at LLaDA-8B size (the cost table); the encoder's 3.2 TFLOP stay |
-# | +5-12 points on OCR-like questions | not measurable here: the tiny LaViDa answers at the majority level with every token set (its tower's tokens do not carry the digits, the probe above); the difference text - pooled is within a point of zero |
+# | 3,645 -> 980 saves LLM compute | 4.1x prefill FLOPs, 3.7x KV cache at LLaDA-8B size (the cost table, image tokens only; LaViDa's 28 newlines make it 1,008); the encoder's 3.2 TFLOP stay |
+# | +5-12 points on OCR-like questions | not measurable here: the tiny LaViDa answers at the majority level with every pooled or selected token set, below it with all tokens (its tower's tokens do not carry the digits, the probe above); the difference text - pooled is within about a point of zero |
 #
-# SHIRG's only public result file (70 questions) scores *below* its baseline (25 vs 31 correct by a crude
-# substring check): no evidence for a gain there either.
+# SHIRG's only public result file (`shirg/shirg_simplified_results_1753838269.json` in
+# `rkawamura0483/LaViDa_mod`, 70 questions) scores *below* its baseline (25 vs 31 correct by a crude
+# substring check of its stored answers): no evidence for a gain there either.
