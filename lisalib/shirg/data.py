@@ -89,6 +89,17 @@ def box_tokens(views: list[View], box: tuple) -> np.ndarray:
     return touched
 
 
+def box_overlaps(box: tuple, view: View, cell: int) -> np.ndarray:
+    """[side*side] area (view pixels) of a canvas-pixel box inside each ``cell``-pixel square of the view."""
+    x0, y0, x1, y1 = box
+    u0, u1 = x0 * view.scale[0] - view.offset[0], x1 * view.scale[0] - view.offset[0]
+    w0, w1 = y0 * view.scale[1] - view.offset[1], y1 * view.scale[1] - view.offset[1]
+    edges = np.arange(view.image.width // cell + 1) * cell
+    width = np.clip(np.minimum(u1, edges[1:]) - np.maximum(u0, edges[:-1]), 0, None)
+    height = np.clip(np.minimum(w1, edges[1:]) - np.maximum(w0, edges[:-1]), 0, None)
+    return (height[:, None] * width[None, :]).ravel()
+
+
 def query_texts(question: str) -> list[str]:
     """The phrases text relevance scores a question by: the object it names ("which digit is on the small
     red square?" -> ["the small red square"]), or, for the tiny-star count, every tiny star it could be.

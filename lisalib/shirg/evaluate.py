@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lisalib.reasonseg.metrics import mean_interval
-from lisalib.shirg.data import EncodedScenes, query_embeddings
+from lisalib.shirg.data import EncodedScenes, box_overlaps, query_embeddings
 from lisalib.shirg.modeling import ImageSequence
 from lisalib.shirg.select import SELECTORS, grid_coverage, recall, relevance, select
 from lisalib.shirg.train import encode_text, tower_features
@@ -42,15 +42,9 @@ def target_share(sample, views, cell: int, keep: np.ndarray | None = None) -> fl
     """The largest fraction of one token's area (``cell`` view pixels square) the target's box covers, over
     all tokens or only the kept ones (``keep`` [views, tokens]): 1.0 when a token shows nothing but target."""
     best = 0.0
-    for x0, y0, x1, y1 in sample.boxes:
+    for box in sample.boxes:
         for v, view in enumerate(views):
-            u0, u1 = x0 * view.scale[0] - view.offset[0], x1 * view.scale[0] - view.offset[0]
-            w0, w1 = y0 * view.scale[1] - view.offset[1], y1 * view.scale[1] - view.offset[1]
-            side = view.image.width // cell
-            edges = np.arange(side + 1) * cell
-            width = np.clip(np.minimum(u1, edges[1:]) - np.maximum(u0, edges[:-1]), 0, None)
-            height = np.clip(np.minimum(w1, edges[1:]) - np.maximum(w0, edges[:-1]), 0, None)
-            share = (height[:, None] * width[None, :]).ravel() / cell ** 2
+            share = box_overlaps(box, view, cell) / cell ** 2
             if keep is not None:
                 share = share * keep[v]
             best = max(best, float(share.max()))

@@ -12,20 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lisalib.shirg.data import EncodedScenes, view_grid
+from lisalib.shirg.data import EncodedScenes, box_overlaps, view_grid
 
 PROBED = ("digit", "stripe")
-
-
-def _overlaps(sample, view, cell: int) -> np.ndarray:
-    """[grid*grid] area of the sample's first box inside each token (view pixels)."""
-    x0, y0, x1, y1 = sample.boxes[0]
-    u0, u1 = x0 * view.scale[0] - view.offset[0], x1 * view.scale[0] - view.offset[0]
-    w0, w1 = y0 * view.scale[1] - view.offset[1], y1 * view.scale[1] - view.offset[1]
-    edges = np.arange(view.image.width // cell + 1) * cell
-    width = np.clip(np.minimum(u1, edges[1:]) - np.maximum(u0, edges[:-1]), 0, None)
-    height = np.clip(np.minimum(w1, edges[1:]) - np.maximum(w0, edges[:-1]), 0, None)
-    return (height[:, None] * width[None, :]).ravel()
 
 
 def detail_features(data: EncodedScenes, kind: str, features: torch.Tensor | None = None) -> dict:
@@ -37,14 +26,14 @@ def detail_features(data: EncodedScenes, kind: str, features: torch.Tensor | Non
             continue
         views = data.views[sample.scene_index]
         grid, cell = view_grid(views), views[0].patch_size
-        tiles = np.stack([_overlaps(sample, v, cell) for v in views[1:]])
+        tiles = np.stack([box_overlaps(sample.boxes[0], v, cell) for v in views[1:]])
         v, t = np.unravel_index(int(tiles.argmax()), tiles.shape)
         r, c = divmod(int(t), grid)
         block = [(r // 2 * 2 + i) * grid + c // 2 * 2 + j for i in range(2) for j in range(2)]
         scene = features[sample.scene_index]
         rows["token"].append(scene[1 + v, t].numpy())
         rows["pooled"].append(scene[1 + v, block].mean(0).numpy())
-        rows["global"].append(scene[0, int(_overlaps(sample, views[0], cell).argmax())].numpy())
+        rows["global"].append(scene[0, int(box_overlaps(sample.boxes[0], views[0], cell).argmax())].numpy())
         rows["answers"].append(sample.answer)
     return {k: np.asarray(v) for k, v in rows.items()}
 
