@@ -24,7 +24,6 @@ TRAIN_SEED = 9000  # scenes (9000, i) train chapter 5's VLM ...
 VAL_SEED = 9100  # ... scenes (9100 + seed, i) are its validation splits (seed 0 by default)
 N_VIEWS = 5  # global + 2x2 tiles
 GRID = VIEW_SIZE // PATCH_SIZE  # 8 x 8 tokens per view
-TOKENS_PER_VIEW = GRID * GRID  # 64 (LaViDa: 729)
 _NAME = re.compile(r"\b(small|tiny) (\w+) (\w+)\b")
 
 

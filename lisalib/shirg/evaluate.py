@@ -75,15 +75,6 @@ def answer(model, tokenizer, data: EncodedScenes, mode: str, selection: np.ndarr
     return words
 
 
-def majority_baseline(train: EncodedScenes, data: EncodedScenes) -> list[str]:
-    """The most frequent training answer of each question type (no image, no question words)."""
-    best = {}
-    for kind in {s.type for s in train.samples}:
-        answers = [s.answer for s in train.samples if s.type == kind]
-        best[kind] = max(sorted(set(answers)), key=answers.count)
-    return [best.get(s.type, "") for s in data.samples]
-
-
 def accuracy_row(predictions: list[str], data: EncodedScenes) -> dict:
     correct = [p == s.answer for p, s in zip(predictions, data.samples)]
     mean, low, high = mean_interval(correct)
@@ -109,10 +100,6 @@ def paired_gain(row: dict, reference: dict) -> dict:
     diff = np.asarray(row["correct"], float) - np.asarray(reference["correct"], float)
     mean, low, high = mean_interval(diff, bounds=None)
     return {"gain": round(mean, 4), "gain_ci": [round(low, 4), round(high, 4)]}
-
-
-def selector_names() -> tuple[str, ...]:
-    return SELECTORS
 
 
 # ----- the whole evaluation --------------------------------------------------------------------------------
