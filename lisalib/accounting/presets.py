@@ -14,6 +14,10 @@ from lisalib.accounting.registry import AccountingError, available_models, model
 from lisalib.training.recipes import LM_SCOPE, LORA_DEFAULTS, MODES, TRAINABLE_GROUPS, LoraDefaults
 
 QUANTS = ("none", "8bit", "4bit")
+# LoRA's scope in the other VLM families' checkpoints: their language model (lisalib.backbones' lm_scope)
+VLM_SCOPES = {"Idefics3ForConditionalGeneration": r"(model\.)?text_model",
+              "Qwen2VLForConditionalGeneration": r"(model\.)?language_model",
+              "PaliGemmaForConditionalGeneration": r"(model\.)?language_model"}
 LISA_MODES = tuple(MODES)
 
 
@@ -41,7 +45,7 @@ def _single_preset(name: str, architecture: str, model_type: str = "", descripti
     if architecture == "SamModel":
         return Preset(name, (("model", name),), False, ("frozen", "decoder", "full"), "frozen", ("mask_decoder",),
                       description=description)
-    scope = LM_SCOPE if architecture == "LlavaForConditionalGeneration" else ""
+    scope = LM_SCOPE if architecture == "LlavaForConditionalGeneration" else VLM_SCOPES.get(architecture, "")
     targets = ("c_attn",) if model_type == "gpt2" else LORA_DEFAULTS.targets
     return Preset(name, (("model", name),), False, ("frozen", "lora", "full"), "frozen", ("lora", "llm"),
                   targets, scope, description)

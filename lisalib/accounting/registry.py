@@ -139,6 +139,24 @@ COMPONENTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("language_model", ("model.language_model",)),
         ("lm_head", ("lm_head",)),
     ],
+    "Idefics3ForConditionalGeneration": [
+        ("vision_tower", ("model.vision_model",)),
+        ("projector", ("model.connector",)),
+        ("language_model", ("model.text_model",)),
+        ("lm_head", ("lm_head",)),
+    ],
+    "Qwen2VLForConditionalGeneration": [
+        ("projector", ("model.visual.merger",)),
+        ("vision_tower", ("model.visual",)),
+        ("language_model", ("model.language_model",)),
+        ("lm_head", ("lm_head",)),
+    ],
+    "PaliGemmaForConditionalGeneration": [
+        ("vision_tower", ("model.vision_tower",)),
+        ("projector", ("model.multi_modal_projector",)),
+        ("language_model", ("model.language_model",)),
+        ("lm_head", ("lm_head",)),
+    ],
     "SamModel": [
         ("vision_encoder", ("vision_encoder",)),
         ("prompt_encoder", ("prompt_encoder", "shared_image_embedding")),

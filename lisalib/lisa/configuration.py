@@ -10,7 +10,8 @@ both tokens together; the point is trained by an extra L1 loss towards the mask'
 """
 from __future__ import annotations
 
-from transformers import LlavaConfig, PreTrainedConfig, SamConfig
+from transformers import AutoConfig, PreTrainedConfig, SamConfig
+from transformers.configuration_utils import SubConfigSpec
 
 from lisalib.lisa.losses import LossWeights
 from lisalib.lisa.processing import VISION_SOURCES
@@ -24,7 +25,9 @@ class LisaConfig(PreTrainedConfig):
     """The two backbone configs plus the choices this chapter compares."""
 
     model_type = "lisa"
-    sub_configs_defaults = {"vlm_config": LlavaConfig, "sam_config": SamConfig}
+    # the VLM config of any family (lisalib.backbones), by its model_type; LLaVA when none is given
+    sub_configs_defaults = {"vlm_config": SubConfigSpec(config_class=AutoConfig, model_type="llava"),
+                            "sam_config": SamConfig}
 
     vlm_config: dict | PreTrainedConfig | None = None
     sam_config: dict | PreTrainedConfig | None = None
@@ -47,8 +50,18 @@ class LisaConfig(PreTrainedConfig):
                                      ("seg_prompt", self.seg_prompt, SEG_PROMPTS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if not isinstance(self.vlm_config.vision_feature_layer, int):
-            raise ValueError("vision_feature_layer must be a single layer index for the CLIP -> SAM bridge")
+        adapter = self.backbone
+        adapter.check_config()
+        if self.vision_source not in adapter.vision_sources:
+            raise ValueError(f"vision_source={self.vision_source!r} is not available for the {adapter.family} family "
+                             f"(it has: {', '.join(adapter.vision_sources)})")
+
+    @property
+    def backbone(self):
+        """The VLM family's adapter (:mod:`lisalib.backbones`), chosen by ``vlm_config.model_type``."""
+        from lisalib.backbones import adapter_for
+
+        return adapter_for(self.vlm_config)
 
     @property
     def loss_weights(self) -> LossWeights:
@@ -57,9 +70,8 @@ class LisaConfig(PreTrainedConfig):
 
     @property
     def vlm_grid(self) -> int:
-        """Side of CLIP's patch grid (24 for ViT-L/14 at 336 px, 8 for the tiny tower)."""
-        vision = self.vlm_config.vision_config
-        return vision.image_size // vision.patch_size
+        """Side of the VLM's vision grid (CLIP: 24 for ViT-L/14 at 336 px, 8 for the tiny tower)."""
+        return self.backbone.vision_grid()[0]
 
     @property
     def sam_grid(self) -> int:

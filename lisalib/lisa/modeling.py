@@ -2,8 +2,10 @@
 
 LISA (Lai et al., CVPR 2024) lets a multimodal LLM answer with a special ``<SEG>`` token; the LLM's
 last-layer hidden state for it is projected into SAM's prompt space and SAM's mask decoder turns it into
-a mask. The backbones are the stock transformers classes (``LlavaForConditionalGeneration``,
-``SamModel``), loaded through :mod:`lisalib.zoo`; this module wires them with the bridges of
+a mask. The backbones are the stock transformers classes (``LlavaForConditionalGeneration`` or another VLM
+family's, ``SamModel``), loaded through :mod:`lisalib.zoo`; what differs between VLM families (where the
+vision tower sits, the vision grid, positions, masks, prompts) is asked of the family's adapter
+(:mod:`lisalib.backbones`). This module wires the backbones with the bridges of
 :mod:`lisalib.lisa.bridges` as ``LisaConfig.vision_source`` says (:mod:`lisalib.lisa.configuration`). An
 encoder a single-pass model never runs is not built at all. ``<SEG>`` states are located on the token
 ids after the image tokens have been expanded, so no "255 image tokens" offset arithmetic is needed.
@@ -20,7 +22,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import nn
-from transformers import LlavaForConditionalGeneration, PreTrainedModel, SamModel
+import transformers
+from transformers import PreTrainedModel, SamModel
 from transformers.utils import ModelOutput
 from transformers.utils import logging as transformers_logging
 
@@ -35,7 +38,7 @@ from lisalib.training.recipes import DEFAULT_GROUPS, check_groups, seg_row_confi
 class ImageFeatures(NamedTuple):
     """What one encoding of a batch of images provides: LLM image tokens and SAM's image embedding."""
 
-    llm: torch.Tensor  # [B, T, D_llm], already through LLaVA's projector
+    llm: torch.Tensor  # [B, T, D_llm], already through the VLM's projector (connector)
     sam: torch.Tensor  # [B, C, S, S]
 
 
@@ -68,7 +71,7 @@ class SegmentationResult:
 
 # ----- the model -----------------------------------------------------------------------------------
 class LisaForReasoningSegmentation(PreTrainedModel):
-    """LLaVA + SAM + bridges; see the module docstring. Build it with :meth:`from_parts`."""
+    """A VLM (LLaVA or another family) + SAM + bridges; see the module docstring. Build it with :meth:`from_parts`."""
 
     config: LisaConfig
     config_class = LisaConfig
@@ -78,19 +81,18 @@ class LisaForReasoningSegmentation(PreTrainedModel):
     _supports_flash_attn = True
     _supports_attention_backend = True
 
-    def __init__(self, config: LisaConfig, vlm: LlavaForConditionalGeneration | None = None,
-                 sam: SamModel | None = None):
+    def __init__(self, config: LisaConfig, vlm: PreTrainedModel | None = None, sam: SamModel | None = None):
         super().__init__(config)
-        self.vlm = vlm if vlm is not None else LlavaForConditionalGeneration(config.vlm_config)
+        self.backbone = config.backbone  # the VLM family's adapter (holds no weights)
+        self.vlm = vlm if vlm is not None else getattr(transformers, self.backbone.model_class_name)(config.vlm_config)
         self.sam = sam if sam is not None else SamModel(config.sam_config)
-        vision_dim = config.vlm_config.vision_config.hidden_size
-        llm_dim = config.vlm_config.text_config.hidden_size
+        vision_dim, llm_dim = self.backbone.vision_dim, self.backbone.text_dim
         if config.vision_source == "vlm":
             self.vision_to_sam = VisionToSam(vision_dim, config.sam_channels, config.sam_grid)
-            self.sam.vision_encoder = None  # never run: the mask decoder reads CLIP's grid
+            self.sam.vision_encoder = None  # never run: the mask decoder reads the VLM's vision grid
         elif config.vision_source == "sam":
             self.vision_to_vlm = VisionToVlm(config.sam_channels, vision_dim, config.vlm_grid)
-            self.vlm.model.vision_tower = None  # never run: the LLM reads SAM's embedding
+            self.backbone.drop_vision_tower(self.vlm)  # never run: the LLM reads SAM's embedding
         projection = SegTokenToSam if config.seg_projection == "seg_token_to_sam" else TextHiddenFcs
         if config.seg_prompt in ("embedding", "both"):
             self.seg_projection = projection(llm_dim, config.sam_channels)
@@ -102,23 +104,26 @@ class LisaForReasoningSegmentation(PreTrainedModel):
     # ----- construction ------------------------------------------------------------------------------
     @classmethod
     def from_parts(cls, vlm: str = "tiny-llava", sam: str = "tiny-sam", vision_source: str = "dual", *,
-                   dtype: str | torch.dtype | None = None, load_in_4bit: bool = False, device: str | None = None,
-                   **config_kwargs) -> "LisaForReasoningSegmentation":
+                   dtype: str | torch.dtype | None = None, load_in_4bit: bool = False, load_in_8bit: bool = False,
+                   device: str | None = None, **config_kwargs) -> "LisaForReasoningSegmentation":
         """Load the pretrained VLM and SAM (zoo names, directories or hub ids) and add the bridges.
 
-        ``load_in_4bit`` quantizes the LLM only (NF4): CLIP, the projector and ``lm_head`` stay in
-        ``dtype``, as LISA's chat.py keeps its visual modules out of quantization. A 4-bit model is
+        ``load_in_4bit`` quantizes the LLM only (NF4; ``load_in_8bit``: LLM.int8()): the vision tower, the
+        projector and ``lm_head`` stay in ``dtype`` (the family adapter's ``quant_skip``), as LISA's chat.py
+        keeps its visual modules out of quantization. A quantized model is
         placed on ``device`` as it loads (each process of a multi-GPU run passes its own; default: GPU 0
         when there is one); SAM and the bridges follow it.
         """
         from lisalib.zoo import load_sam, load_vlm
 
-        skip = ["vision_tower", "multi_modal_projector", "lm_head"] if load_in_4bit else None
-        placement = {"": torch.device(device)} if load_in_4bit and device is not None else None
+        quantized = load_in_4bit or load_in_8bit
+        skip = vlm_skip_modules(vlm) if quantized else None
+        placement = {"": torch.device(device)} if quantized and device is not None else None
+        extra = {"load_in_8bit": True} if load_in_8bit else {}
         vlm_model, vlm_processor = load_vlm(vlm, dtype=dtype, load_in_4bit=load_in_4bit, skip_modules=skip,
-                                            device_map=placement)
+                                            device_map=placement, **extra)
         sam_model, sam_processor = load_sam(sam, dtype=dtype)
-        if load_in_4bit:
+        if quantized:
             device = vlm_model.get_input_embeddings().weight.device
         elif device is not None:
             vlm_model.to(device)
@@ -128,7 +133,7 @@ class LisaForReasoningSegmentation(PreTrainedModel):
                                **config_kwargs)
 
     @classmethod
-    def from_models(cls, vlm: LlavaForConditionalGeneration, sam: SamModel, processor: LisaProcessor,
+    def from_models(cls, vlm: PreTrainedModel, sam: SamModel, processor: LisaProcessor,
                     vision_source: str = "dual", **config_kwargs) -> "LisaForReasoningSegmentation":
         """Wrap already-loaded backbones; adds the ``<SEG>`` row to the embeddings if the vocabulary needs it."""
         rows = vlm.get_input_embeddings().num_embeddings
@@ -155,7 +160,7 @@ class LisaForReasoningSegmentation(PreTrainedModel):
             if hasattr(self, name):
                 getattr(self, name).to(device=sam_param.device, dtype=sam_param.dtype)
         if hasattr(self, "vision_to_vlm"):
-            projector = next(self.vlm.model.multi_modal_projector.parameters())
+            projector = next(self.backbone.projector(self.vlm).parameters())
             self.vision_to_vlm.to(device=projector.device, dtype=projector.dtype)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -184,19 +189,21 @@ class LisaForReasoningSegmentation(PreTrainedModel):
     def vision_encoders(self) -> dict[str, nn.Module]:
         """The image encoders this model holds (a single-pass model holds one)."""
         encoders = {}
-        if self.vlm.model.vision_tower is not None:
-            encoders["vlm.vision_tower"] = self.vlm.model.vision_tower
+        tower = self.backbone.vision_tower(self.vlm)
+        if tower is not None:
+            encoders[f"vlm.{self.backbone.vision_attr}"] = tower
         if self.sam.vision_encoder is not None:
             encoders["sam.vision_encoder"] = self.sam.vision_encoder
         return encoders
 
-    def encode_images(self, vlm_pixel_values: torch.Tensor | None = None,
-                      sam_pixel_values: torch.Tensor | None = None) -> ImageFeatures:
-        """Run the vision path of ``config.vision_source``: two encoders for ``dual``, one otherwise."""
+    def encode_images(self, vlm_pixel_values: torch.Tensor | None = None, sam_pixel_values: torch.Tensor | None = None,
+                      vlm_inputs: dict | None = None) -> ImageFeatures:
+        """Run the vision path of ``config.vision_source``: two encoders for ``dual``, one otherwise.
+        ``vlm_inputs``: the family's extra processor outputs (Qwen2-VL's ``image_grid_thw``, ...)."""
         source = self.config.vision_source
         if source in ("dual", "vlm"):
             _require(vlm_pixel_values, "vlm_pixel_values", source)
-            llm_features, patches = self.clip_encode(vlm_pixel_values)
+            llm_features, patches = self.clip_encode(vlm_pixel_values, vlm_inputs)
             if source == "dual":
                 _require(sam_pixel_values, "sam_pixel_values", source)
                 sam_features = self.sam_encode(sam_pixel_values)
@@ -205,22 +212,18 @@ class LisaForReasoningSegmentation(PreTrainedModel):
         else:
             _require(sam_pixel_values, "sam_pixel_values", source)
             sam_features = self.sam_encode(sam_pixel_values)
-            llm_features = self.vlm.model.multi_modal_projector(self.vision_to_vlm(sam_features))
+            llm_features = self.backbone.projector(self.vlm)(self.vision_to_vlm(sam_features))
         return ImageFeatures(llm_features, sam_features)
 
-    def clip_encode(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One CLIP pass: LLM image tokens ``[B, g*g, D_llm]`` and the patch features they came from.
+    def clip_encode(self, pixel_values: torch.Tensor, vlm_inputs: dict | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass of the VLM's vision tower: LLM image tokens ``[B, T, D_llm]`` and the vision grid.
 
-        The patch features ``[B, g*g, D_clip]`` are LLaVA's selected layer without CLS -- exactly what its
-        projector saw -- and what ``vision_to_sam`` reads in the ``vlm`` design.
+        The grid ``[B, r*c, D_vision]`` is, for LLaVA, its selected CLIP layer without CLS -- exactly what its
+        projector saw -- and what ``vision_to_sam`` reads in the ``vlm`` design; each family's adapter says
+        what it is for that family (``lisalib.backbones``).
         """
-        tower = self.vlm.model.vision_tower
-        clip = self.vlm.model.get_image_features(pixel_values=pixel_values.to(tower.device, tower.dtype),
-                                                 return_dict=True)
-        patches = clip.hidden_states[self.config.vlm_config.vision_feature_layer]
-        if self.config.vlm_config.vision_feature_select_strategy == "default":
-            patches = patches[:, 1:]
-        return torch.stack(list(clip.pooler_output)), patches
+        return self.backbone.encode(self.vlm, pixel_values, _on(vlm_inputs, self.vlm.device))
 
     def sam_encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """One pass of SAM's ViT: the image embedding ``[B, C, S, S]`` its mask decoder reads."""
@@ -230,19 +233,15 @@ class LisaForReasoningSegmentation(PreTrainedModel):
     # ----- the language path -------------------------------------------------------------------------
     def embed_inputs(self, input_ids: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
         """Token embeddings with the image tokens replaced by the image features (as LLaVA does)."""
-        embeds = self.vlm.get_input_embeddings()(input_ids)
-        mask = self.vlm.model.get_placeholder_mask(input_ids, inputs_embeds=embeds, image_features=image_features)
-        return embeds.masked_scatter(mask, image_features.to(embeds.device, embeds.dtype))
+        return self.backbone.embed(self.vlm, input_ids, image_features)
 
-    def language_forward(self, inputs_embeds: torch.Tensor,
-                         attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last-layer hidden states (after the final norm, as LISA takes them) and the LM logits."""
-        position_ids = None
-        if attention_mask is not None:  # same positions as generate() uses with left padding
-            position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-        out = self.vlm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                             use_cache=False)
-        hidden = out.last_hidden_state
+    def language_forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                         input_ids: torch.Tensor | None = None, vlm_inputs: dict | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last-layer hidden states (after the final norm, as LISA takes them) and the LM logits. Positions
+        are the family's (left-padding aware; Qwen2-VL's M-RoPE needs ``input_ids`` and ``vlm_inputs``)."""
+        hidden = self.backbone.language_forward(self.vlm, inputs_embeds, attention_mask, input_ids,
+                                                _on(vlm_inputs, inputs_embeds.device))
         return hidden, self.vlm.lm_head(hidden)
 
     def select_seg_states(self, input_ids: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,12 +320,12 @@ class LisaForReasoningSegmentation(PreTrainedModel):
                 labels: torch.Tensor | None = None, gt_masks: Sequence[torch.Tensor] | None = None,
                 original_sizes: torch.Tensor | None = None, reshaped_input_sizes: torch.Tensor | None = None,
                 image_features: ImageFeatures | None = None, vision_source: str | None = None,
-                gt_points: Sequence[torch.Tensor] | None = None) -> LisaOutput:
+                gt_points: Sequence[torch.Tensor] | None = None, vlm_inputs: dict | None = None) -> LisaOutput:
         """Teacher-forced pass: text logits, one mask per ``<SEG>``, and LISA's losses when targets are given.
 
         ``image_features`` (from :meth:`encode_images`) skips the vision path, e.g. to reuse one encoding
         across generation and the final pass. ``vision_source`` (set by the processor) guards against a
-        batch prepared for another geometry.
+        batch prepared for another geometry. ``vlm_inputs``: the family's extra processor outputs.
         """
         if vision_source is not None and vision_source != self.config.vision_source:
             raise LisaInputError(f"batch was prepared for vision_source={vision_source!r} but the model is "
@@ -337,9 +336,11 @@ class LisaForReasoningSegmentation(PreTrainedModel):
         if attention_mask is not None:
             attention_mask = attention_mask.to(input_ids.device)
         batch = input_ids.shape[0]
+        vlm_inputs = _on(vlm_inputs, input_ids.device)
         features = image_features if image_features is not None else self.encode_images(vlm_pixel_values,
-                                                                                         sam_pixel_values)
-        hidden, logits = self.language_forward(self.embed_inputs(input_ids, features.llm), attention_mask)
+                                                                                         sam_pixel_values, vlm_inputs)
+        hidden, logits = self.language_forward(self.embed_inputs(input_ids, features.llm), attention_mask,
+                                               input_ids, vlm_inputs)
 
         seg_states, image_index = self.select_seg_states(input_ids, hidden)
         counts = torch.bincount(image_index, minlength=batch).tolist()
@@ -411,15 +412,15 @@ class LisaForReasoningSegmentation(PreTrainedModel):
             batch = processor(images, queries, vision_source=source)
             device = self.vlm.get_input_embeddings().weight.device
             input_ids, attention_mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-            features = self.encode_images(batch.get("vlm_pixel_values"), batch.get("sam_pixel_values"))
+            vlm_inputs = _on(batch.get("vlm_inputs"), device)
+            features = self.encode_images(batch.get("vlm_pixel_values"), batch.get("sam_pixel_values"), vlm_inputs)
             tokenizer = processor.tokenizer
             # an <image> token in the answer would be taken for an image slot in the final pass
             suppress = [processor.image_token_id, *(generate_kwargs.pop("suppress_tokens", None) or [])]
-            new_tokens = self.vlm.generate(inputs_embeds=self.embed_inputs(input_ids, features.llm),
-                                           attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                                           suppress_tokens=suppress,
-                                           **{"do_sample": False, "pad_token_id": tokenizer.pad_token_id,
-                                              "eos_token_id": tokenizer.eos_token_id, **generate_kwargs})
+            new_tokens = self.backbone.generate(self.vlm, input_ids, attention_mask, features.llm, vlm_inputs,
+                                                max_new_tokens=max_new_tokens, suppress_tokens=suppress,
+                                                **{"do_sample": False, "pad_token_id": tokenizer.pad_token_id,
+                                                   "eos_token_id": tokenizer.eos_token_id, **generate_kwargs})
             valid = _up_to_first(new_tokens, tokenizer.eos_token_id) & (new_tokens != tokenizer.pad_token_id)
             new_tokens = new_tokens.masked_fill(~valid, tokenizer.pad_token_id)
             # one more pass over prompt + answer gives every position's last hidden state (LISA re-runs the
@@ -427,7 +428,7 @@ class LisaForReasoningSegmentation(PreTrainedModel):
             out = self(input_ids=torch.cat([input_ids, new_tokens], dim=1),
                        attention_mask=torch.cat([attention_mask, valid.long()], dim=1),
                        original_sizes=batch["original_sizes"], reshaped_input_sizes=batch["reshaped_input_sizes"],
-                       image_features=features)
+                       image_features=features, vlm_inputs=self.backbone.extend_extras(vlm_inputs, new_tokens.shape[1]))
             texts = [processor.decode(row[keep]) for row, keep in zip(new_tokens, valid)]
         sizes = batch["original_sizes"].tolist()
         points = out.pred_points or [None] * len(texts)
@@ -446,7 +447,9 @@ class LisaForReasoningSegmentation(PreTrainedModel):
         """
         bridges = [getattr(self, name) for name in ("vision_to_sam", "vision_to_vlm", "seg_projection", "seg_to_point")
                    if hasattr(self, name)]
-        language = self.vlm.model.language_model
+        language = self.backbone.language_model(self.vlm)
+        if self.backbone.trains_projector():  # traditional mode: the image -> text connector is new too
+            bridges.append(self.backbone.projector(self.vlm))
         return {
             "projections": [p for module in bridges for p in module.parameters()],
             "seg_row": [p for name, p in self.vlm.named_parameters() if "trainable_tokens_delta" in name],
@@ -499,6 +502,23 @@ def count_vision_passes(model: LisaForReasoningSegmentation) -> Iterator[Counter
     finally:
         for handle in handles:
             handle.remove()
+
+
+def vlm_skip_modules(name_or_path: str) -> list[str]:
+    """The modules a quantized load of this VLM keeps in full precision (its family adapter's ``quant_skip``)."""
+    from transformers import AutoConfig
+
+    from lisalib.backbones import adapter_for
+    from lisalib.zoo import resolve
+
+    return adapter_for(AutoConfig.from_pretrained(resolve(name_or_path))).quant_skip()
+
+
+def _on(inputs: dict | None, device) -> dict | None:
+    """The family's extra tensors on ``device`` (None stays None)."""
+    if not inputs:
+        return inputs
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
 
 
 def _require(value, name: str, source: str) -> None:

@@ -1,6 +1,7 @@
 """Turn images, questions, answers and masks into the tensors a LISA model takes.
 
-One object pairs the VLM's processor (text + CLIP pixels) with SAM's processor (SAM pixels and the
+One object pairs the VLM's processor (text + CLIP pixels; any family of :mod:`lisalib.backbones`, whose
+adapter writes the prompt and the family's view) with SAM's processor (SAM pixels and the
 resize/pad geometry needed to bring masks back to the original image). It owns the ``<SEG>`` token: it
 adds it to the tokenizer, builds teacher-forcing labels, and refuses a training sample whose answer does
 not contain one ``<SEG>`` per ground-truth mask.
@@ -25,9 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from transformers import AddedToken, LlavaProcessor, SamProcessor
+from transformers import AddedToken, SamProcessor
 
-from lisalib.constants import LABEL_IGNORE_INDEX, MASK_TARGET_VALUE, SEG_TOKEN, chat_prompt
+from lisalib.backbones import LlavaAdapter, adapter_for
+from lisalib.backbones.base import pad_to_square
+from lisalib.constants import LABEL_IGNORE_INDEX, MASK_TARGET_VALUE, SEG_TOKEN
 from lisalib.images import ensure_rgb
 
 VISION_SOURCES = ("dual", "vlm", "sam")
@@ -38,21 +41,16 @@ class LisaInputError(ValueError):
     """Raised for a batch that cannot be processed as asked (empty, mismatched lengths, missing <SEG>)."""
 
 
-def pad_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
-    """Pad bottom/right to a square, as SAM does, so that a CLIP grid covers SAM's frame exactly."""
-    side = max(image.size)
-    if image.width == image.height:
-        return image
-    canvas = Image.new("RGB", (side, side), fill)
-    canvas.paste(image, (0, 0))
-    return canvas
+__all__ = ["LisaInputError", "LisaProcessor", "grid_to_image", "image_to_grid", "mask_points", "pad_to_square",
+           "postprocess_masks"]
 
 
 class LisaProcessor:
     """The VLM processor and the SAM processor, plus ``<SEG>``. See the module docstring for geometries."""
 
-    def __init__(self, vlm_processor: LlavaProcessor, sam_processor: SamProcessor, seg_token: str = SEG_TOKEN):
+    def __init__(self, vlm_processor, sam_processor: SamProcessor, seg_token: str = SEG_TOKEN):
         self.vlm_processor = vlm_processor
+        self.backbone = adapter_for(processor=vlm_processor)  # processor-side adapter of the VLM's family
         self.sam_processor = sam_processor
         self.tokenizer = vlm_processor.tokenizer
         self.tokenizer.padding_side = "left"  # generation appends on the right; modeling's positions assume it
@@ -76,14 +74,20 @@ class LisaProcessor:
         directory = Path(directory)
         self.vlm_processor.save_pretrained(directory / "vlm_processor")
         self.sam_processor.save_pretrained(directory / "sam_processor")
-        (directory / _CONFIG_NAME).write_text(json.dumps({"seg_token": self.seg_token}, indent=2) + "\n")
+        settings = {"seg_token": self.seg_token}
+        if not isinstance(self.backbone, LlavaAdapter):
+            settings["family"] = self.backbone.family
+        (directory / _CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n")
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> "LisaProcessor":
         directory = Path(directory)
         settings = json.loads((directory / _CONFIG_NAME).read_text())
-        return cls(LlavaProcessor.from_pretrained(directory / "vlm_processor"),
-                   SamProcessor.from_pretrained(directory / "sam_processor"), seg_token=settings["seg_token"])
+        from lisalib.backbones import ADAPTERS
+
+        vlm_processor = ADAPTERS[settings.get("family", "llava")]().load_processor(directory / "vlm_processor")
+        return cls(vlm_processor, SamProcessor.from_pretrained(directory / "sam_processor"),
+                   seg_token=settings["seg_token"])
 
     @staticmethod
     def is_saved_in(directory: str | os.PathLike) -> bool:
@@ -107,7 +111,7 @@ class LisaProcessor:
         if vision_source not in VISION_SOURCES:
             raise LisaInputError(f"vision_source must be one of {VISION_SOURCES}, got {vision_source!r}")
         images = [ensure_rgb(image) for image in images]
-        prompts = [chat_prompt(query) for query in queries]
+        prompts = [self.backbone.prompt(self.vlm_processor, query) for query in queries]
         if answers is not None:
             answers = _as_list(answers)
             if len(answers) != len(images):
@@ -116,12 +120,15 @@ class LisaProcessor:
             raise LisaInputError("masks need teacher-forced answers containing <SEG>; pass answers=[...]")
         gt_masks = self._check_masks(images, answers, masks, require_seg) if answers is not None else None
 
-        texts = prompts if answers is None else [f"{p} {a}{self.tokenizer.eos_token}" for p, a in zip(prompts, answers)]
-        clip_views = images
-        if vision_source == "vlm":
-            fill = tuple(int(round(255 * m)) for m in self.vlm_processor.image_processor.image_mean)
-            clip_views = [pad_to_square(image, fill) for image in images]
-        text_batch = self.vlm_processor(images=clip_views, text=texts, padding=True, return_tensors="pt")
+        view = self.backbone.vlm_view if vision_source == "vlm" else self.backbone.dual_view
+        clip_views = [view(image, self.vlm_processor) for image in images]
+        prompt_only = None
+        if isinstance(self.backbone, LlavaAdapter):  # LLaVA and the traditional composite
+            texts = prompts if answers is None else [f"{p} {a}{self.tokenizer.eos_token}" for p, a in zip(prompts, answers)]
+            text_batch = self.vlm_processor(images=clip_views, text=texts, padding=True, return_tensors="pt")
+        else:
+            text_batch, prompt_only = self.backbone.text_batch(self.vlm_processor, clip_views, prompts, answers,
+                                                               self.tokenizer.eos_token)
         sam_batch = self.sam_processor(images=images, return_tensors="pt")
 
         batch = {
@@ -135,8 +142,13 @@ class LisaProcessor:
             batch["vlm_pixel_values"] = text_batch["pixel_values"]
         if vision_source in ("dual", "sam"):
             batch["sam_pixel_values"] = sam_batch["pixel_values"]
-        if answers is not None:
+        extras = self.backbone.extras(text_batch)
+        if extras:
+            batch["vlm_inputs"] = extras
+        if answers is not None and isinstance(self.backbone, LlavaAdapter):
             batch["labels"] = self._labels(batch["input_ids"], batch["attention_mask"], prompts)
+        elif answers is not None:
+            batch["labels"] = self._family_labels(text_batch, prompt_only)
         if gt_masks is not None:
             batch["gt_masks"] = gt_masks
             batch["gt_points"] = [mask_points(group) for group in gt_masks]
@@ -194,6 +206,27 @@ class LisaProcessor:
                     "tokens cannot be labelled; start the answer with a space-separated word"
                 )
             labels[row, real[:n_prompt]] = LABEL_IGNORE_INDEX
+        return labels
+
+    def _family_labels(self, text_batch, prompt_only) -> torch.Tensor:
+        """Labels for a non-LLaVA family: the answer only. A prefix-LM batch says where the answer is
+        (``token_type_ids`` 1); otherwise the prompt is the first tokens of each row, as long as the prompt
+        alone tokenizes to (checked)."""
+        input_ids, attention_mask = text_batch["input_ids"], text_batch["attention_mask"]
+        labels = input_ids.clone()
+        labels[attention_mask == 0] = LABEL_IGNORE_INDEX
+        if prompt_only is None:
+            labels[text_batch["token_type_ids"] == 0] = LABEL_IGNORE_INDEX
+            return labels
+        for row in range(input_ids.shape[0]):
+            real = attention_mask[row].nonzero().flatten()
+            prompt_ids = prompt_only["input_ids"][row][prompt_only["attention_mask"][row].bool()]
+            if input_ids[row, real[: len(prompt_ids)]].tolist() != prompt_ids.tolist():
+                raise LisaInputError(
+                    f"sample {row}: the tokenizer merges the end of the prompt with the answer, so the answer's "
+                    "tokens cannot be labelled; start the answer with a space-separated word"
+                )
+            labels[row, real[: len(prompt_ids)]] = LABEL_IGNORE_INDEX
         return labels
 
     # ----- text --------------------------------------------------------------------------------------

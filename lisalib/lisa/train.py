@@ -43,7 +43,7 @@ from lisalib.reasonseg.dataset import ReasonSegDataset, answer_templates, questi
 from lisalib.training import checkpoints
 from lisalib.training.arguments import TORCH_DTYPES, TrainingArguments
 from lisalib.training.loop import SampleKey, TrainingStopped, TrainingTask, read_log, train_loop  # noqa: F401 (read_log: chapter 3)
-from lisalib.training.recipes import DEFAULT_GROUPS, LM_SCOPE, LORA_DEFAULTS, LoraDefaults, lora_config
+from lisalib.training.recipes import DEFAULT_GROUPS, LORA_DEFAULTS, LoraDefaults, lora_config
 
 
 # ----- arguments ---------------------------------------------------------------------------------
@@ -68,6 +68,7 @@ class TrainArgs(TrainingArguments):
         "weight of the point route's L1 loss towards the mask's inside-centre (point / both only)"))
     load_in_4bit: bool | None = field(default=None, **arg(
         "load the LLM in NF4 with bitsandbytes (None: the profile's choice)", nargs="?", const=True))
+    load_in_8bit: bool = field(default=False, **arg("load the LLM in LLM.int8() with bitsandbytes (002's 8bit)"))
     use_lora: bool = field(default=False, **arg("add LoRA adapters (peft) to the LLM's attention projections"))
     lora_r: int = field(default=LORA_DEFAULTS.r, **arg("LoRA rank (LISA's)"))
     lora_alpha: int = field(default=LORA_DEFAULTS.alpha, **arg("LoRA alpha (LISA's)"))
@@ -112,7 +113,9 @@ class TrainArgs(TrainingArguments):
         if not self.trainable:
             raise ValueError("nothing to train: give at least one trainable group")
         check_groups(self.trainable)
-        if self.load_in_4bit and "llm" in self.trainable:
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("choose one of 4-bit and 8-bit quantization")
+        if (self.load_in_4bit or self.load_in_8bit) and "llm" in self.trainable:
             raise ValueError("trainable group 'llm' cannot train 4-bit weights: pass --no_quantization, "
                              "or train the LLM through LoRA (--use_lora)")
 
@@ -197,6 +200,7 @@ def build_model(args: TrainArgs, device: torch.device | str | None = None) -> Li
     """Backbones from the zoo / hub, bridges, optional LoRA; trainable groups set and kept in float32."""
     model = LisaForReasoningSegmentation.from_parts(
         args.vlm_name, args.sam_name, args.vision_source, load_in_4bit=bool(args.load_in_4bit),
+        load_in_8bit=bool(getattr(args, "load_in_8bit", False)),
         dtype=TORCH_DTYPES[args.dtype], device=device,
         seg_hidden_state=args.seg_hidden_state, seg_prompt=args.seg_prompt,
         location_loss_weight=args.location_loss_weight)  # frozen backbones in the compute dtype
@@ -212,7 +216,8 @@ def prepare_for_training(model: LisaForReasoningSegmentation, args: TrainArgs) -
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()  # fp32 master weights; autocast does the low-precision compute
     if args.gradient_checkpointing:
-        model.vlm.model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.backbone.language_model(model.vlm).gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
@@ -224,7 +229,8 @@ def add_lora(model: LisaForReasoningSegmentation, args: TrainArgs) -> None:
     lora = LoraDefaults(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                         targets=tuple(args.lora_target_modules))
     seg = model.config.seg_token_id if "seg_row" in args.trainable else None
-    inject_adapter_in_model(lora_config(lora, scope=LM_SCOPE, seg_token_id=seg), model.vlm)
+    # the family's language model only (LLaVA: LM_SCOPE); LoRA stays out of the vision tower, which has q_proj too
+    inject_adapter_in_model(lora_config(lora, scope=model.backbone.lm_scope, seg_token_id=seg), model.vlm)
 
 
 def trainable_state(model: LisaForReasoningSegmentation) -> dict[str, torch.Tensor]:
@@ -360,6 +366,22 @@ def build_parser():
                         "mask (two passes)", **alias)
     parser.add_argument("--no_quantization", dest="load_in_4bit", action="store_false", default=argparse.SUPPRESS,
                         help="keep the LLM unquantized")
+    # 002's flag names, each another spelling of one existing setting (one field, one name in run.json)
+    parser.add_argument("--vlm_model_name", dest="vlm_name", default=argparse.SUPPRESS,
+                        help="002's name for --vlm_name (any VLM family: llava, smolvlm, qwen2_vl, paligemma)")
+    parser.add_argument("--use_vlm", const="vlm", help="002's VLM mode = --use_vlm_vision (SAM's decoder reads the "
+                        "VLM's vision features)", **alias)
+    parser.add_argument("--vlm_use_lora", dest="use_lora", action="store_true", default=argparse.SUPPRESS,
+                        help="002's name for --use_lora")
+    for name in ("r", "alpha"):
+        parser.add_argument(f"--vlm_lora_{name}", dest=f"lora_{name}", type=int, default=argparse.SUPPRESS,
+                            help=f"002's name for --lora_{name}")
+    parser.add_argument("--vlm_lora_dropout", dest="lora_dropout", type=float, default=argparse.SUPPRESS,
+                        help="002's name for --lora_dropout")
+    parser.add_argument("--vlm_quantization", choices=("4bit", "8bit"), default=argparse.SUPPRESS,
+                        help="002's quantization flag: 4bit = --load_in_4bit, 8bit = --load_in_8bit")
+    parser.add_argument("--vlm_freeze", action="store_true", default=argparse.SUPPRESS,
+                        help="002's frozen VLM: no LoRA and no 'llm' group (the default recipe already is)")
     parser.add_argument("--json", action="store_true", help="print the benchmark summary as JSON")
     return parser
 
@@ -368,6 +390,11 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = build_parser().parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     args.json = extra.json  # type: ignore[attr-defined]
+    quantization = getattr(extra, "vlm_quantization", None)
+    if quantization is not None:
+        args.load_in_4bit, args.load_in_8bit = quantization == "4bit", quantization == "8bit"
+    if getattr(extra, "vlm_freeze", False) and (args.use_lora or "llm" in args.trainable):
+        raise SystemExit("error: --vlm_freeze contradicts --use_lora / the 'llm' group")
     threads = os.environ.get("OMP_NUM_THREADS")  # part of the recipe on a CPU: it changes the digits
     args.command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python -m lisalib.lisa.train " + " ".join(argv)  # type: ignore[attr-defined]
     return args

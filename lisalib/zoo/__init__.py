@@ -138,20 +138,27 @@ def _load(model_class, processor_class, name_or_path, *, dtype=None, load_in_4bi
     elif device_map is not None:
         kwargs["device_map"] = device_map
     model = model_class.from_pretrained(source, **kwargs)
-    processor = processor_class.from_pretrained(source)
+    processor = getattr(processor_class, "from_pretrained", processor_class)(source)
     model.eval()
     return model, processor
 
 
 def load_vlm(name_or_path: str = "tiny-llava", **kwargs):
-    """``(LlavaForConditionalGeneration, LlavaProcessor)`` for a zoo name, directory or hub id.
+    """``(model, processor)`` of any VLM family for a zoo name, directory or hub id: LLaVA
+    (``LlavaForConditionalGeneration``, ``LlavaProcessor``, as before), SmolVLM/Idefics3, Qwen2-VL, PaliGemma
+    (``AutoModelForImageTextToText`` and the family's processor) or a traditional composite
+    (:mod:`lisalib.backbones`).
 
     Keyword arguments: ``dtype``, ``load_in_4bit`` (NF4 + double quant), ``load_in_8bit``,
     ``device_map``, ``skip_modules`` (kept in full precision when quantizing).
     """
-    from transformers import LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText, LlavaForConditionalGeneration
 
-    return _load(LlavaForConditionalGeneration, LlavaProcessor, name_or_path, **kwargs)
+    from lisalib.backbones import LlavaAdapter, adapter_for
+
+    adapter = adapter_for(AutoConfig.from_pretrained(resolve(name_or_path)))
+    model_class = LlavaForConditionalGeneration if isinstance(adapter, LlavaAdapter) else AutoModelForImageTextToText
+    return _load(model_class, adapter.load_processor, name_or_path, **kwargs)
 
 
 def load_text_lm(name_or_path: str = "tiny-lm", **kwargs):
