@@ -43,6 +43,10 @@ class Profile:
     runs_dir: str = "runs"  # chapters 3-4: training runs (LISALIB_RUNS); never deleted by a notebook
     smoke: bool = False  # real code paths on random-weight miniatures (LISALIB_HUB_MAP): budgets cut to seconds
     siglip: str = "tiny-siglip"  # chapter 5: the multi-view tower (lisalib.zoo.load_siglip); real: LaViDa's so400m
+    caption_vision: str = "tiny-siglip"  # chapter 6: the captioners' frozen tower; real: google/siglip-base-patch16-224
+    caption_lm: str = "tiny-lm"  # chapter 6: the prefix model's decoder-only LM; real: HuggingFaceTB/SmolLM-135M
+    caption_ved_lm: str = "tiny-gpt2"  # chapter 6: the cross-attention decoder; real: openai-community/gpt2
+    caption_steps: int = 0  # chapter 6: steps per variant in the notebook; 0 = the shipped runs (make caption)
     notes: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -128,6 +132,10 @@ def get_profile(name: str | None = None, require_gpu: bool = True) -> Profile:
         runs_dir=os.environ.get(RUNS_ENV) or "runs",
         smoke=smoke,
         siglip="google/siglip-so400m-patch14-384",
+        caption_vision="google/siglip-base-patch16-224",
+        caption_lm="HuggingFaceTB/SmolLM-135M",
+        caption_ved_lm="openai-community/gpt2",
+        caption_steps=2 if smoke else 600,
         notes={"why": "hub models; needs network for the first download and a CUDA GPU for 4-bit"
                       + ("; smoke run on random-weight miniatures" if smoke else "")},
     )

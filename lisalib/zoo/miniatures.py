@@ -27,7 +27,9 @@ from lisalib.cli import dataclass_parser
 MAP_FILE = "hub_map.json"
 FINGERPRINT_KEY = "_fingerprint"  # the map's one non-hub-id key (lisalib.zoo.hub_map drops it)
 SHIPPED = {"vlm": "llava-1.5-7b", "sam": "sam-vit-base",  # lisalib/configs/<name>.json
-           "siglip": "siglip-so400m-patch14-384"}  # chapter 5's real tower (LaViDa's)
+           "siglip": "siglip-so400m-patch14-384",  # chapter 5's real tower (LaViDa's)
+           # chapter 6's real captioners: 004's tower, its prefix LM and its cross-attention decoder
+           "caption_siglip": "siglip-base-patch16-224", "caption_lm": "smollm-135m", "caption_gpt2": "gpt2"}
 # What https://huggingface.co/llava-hf/llava-1.5-7b-hf ships besides config.json, as its own files say:
 # - chat_template.json: the template below (with the {% generation %} tags of hub PR #29); transformers'
 #   tests/models/llava/test_processor_llava.py renders it to "USER: <image>\nWhat is shown in this image? ASSISTANT:"
@@ -72,6 +74,9 @@ class MiniatureRecipe:
     sam_decoder: dict = field(default_factory=lambda: dict(mlp_dim=256, num_attention_heads=2))
     siglip: dict = field(default_factory=lambda: dict(  # both towers; 384 px / patch 14 kept: 729 tokens a view
         hidden_size=32, intermediate_size=120, num_hidden_layers=3, num_attention_heads=2))
+    caption_lm: dict = field(default_factory=lambda: dict(  # SmolLM-135M: 576 wide, 30 layers, 9 : 3 heads
+        hidden_size=32, intermediate_size=86, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1))
+    caption_gpt2: dict = field(default_factory=lambda: dict(n_embd=32, n_layer=2, n_head=2))
 
 
 def folder_name(hub_id: str) -> str:
@@ -151,7 +156,7 @@ def llava_miniature(recipe: MiniatureRecipe):
     return model, processor
 
 
-def siglip_miniature(recipe: MiniatureRecipe):
+def siglip_miniature(recipe: MiniatureRecipe, name: str = SHIPPED["siglip"]):
     """``(SiglipModel, SiglipProcessor)``: so400m/14-384's config with both towers shrunk (image size, patch,
     text length, activation, ids kept); the text side is the shapes world's word-level tokenizer (tiny-siglip's
     conventions: pad = eos = 1, padded to max length) instead of so400m's 32,000-piece SentencePiece model."""
@@ -162,7 +167,7 @@ def siglip_miniature(recipe: MiniatureRecipe):
     from lisalib.zoo.pretrain.siglip import build_tokenizer
 
     tokenizer = build_tokenizer()
-    raw = model_spec(SHIPPED["siglip"]).config
+    raw = model_spec(name).config
     tokenizer.model_max_length = raw["text_config"]["max_position_embeddings"]  # 64
     raw["text_config"].update(recipe.siglip, vocab_size=len(tokenizer))
     raw["vision_config"].update(recipe.siglip)
@@ -172,6 +177,49 @@ def siglip_miniature(recipe: MiniatureRecipe):
     side = config.vision_config.image_size
     image_processor = SiglipImageProcessorPil(size={"height": side, "width": side})  # mean/std 0.5, bicubic
     return model, SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def endoftext_tokenizer():
+    """A word-level fast tokenizer over the shapes world's words with SmolLM's and GPT-2's conventions: one
+    special token ``<|endoftext|>`` that is bos and eos (SmolLM: id 0), no pad token, nothing added around a
+    text, so the chapter's code meets the same ``pad_token_id is None`` as with the hub tokenizers."""
+    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    from lisalib.zoo.pretrain.text_lm import SPACE, lm_words
+
+    vocab = {"<|endoftext|>": 0, "<unk>": 1}
+    for word in [SPACE] + [w if not w.isalnum() else SPACE + w for w in lm_words()]:
+        vocab.setdefault(word, len(vocab))
+    core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement=SPACE, prepend_scheme="always", split=True),
+        pre_tokenizers.Split(Regex(f"[^a-z0-9{SPACE}]"), behavior="isolated")])
+    core.decoder = decoders.Metaspace(replacement=SPACE, prepend_scheme="always", split=True)
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   unk_token="<unk>", clean_up_tokenization_spaces=False)
+
+
+def text_lm_miniature(recipe: MiniatureRecipe, name: str):
+    """``(causal LM, tokenizer)``: SmolLM-135M's or GPT-2's config with sizes and vocabulary shrunk, ids moved
+    to :func:`endoftext_tokenizer`'s (bos = eos = 0, no pad)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lisalib.accounting.registry import model_spec
+
+    tokenizer = endoftext_tokenizer()
+    raw = dict(model_spec(name).config)
+    raw.update(recipe.caption_gpt2 if raw["model_type"] == "gpt2" else recipe.caption_lm, vocab_size=len(tokenizer),
+               bos_token_id=0, eos_token_id=0)
+    model_type = raw.pop("model_type")
+    config = AutoConfig.for_model(model_type, **{k: v for k, v in raw.items() if k != "architectures"})
+    torch.manual_seed(recipe.seed)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    model.generation_config.bos_token_id = model.generation_config.eos_token_id = 0
+    return model, tokenizer
 
 
 def global_attention_layers(real: list[int], real_depth: int, depth: int) -> list[int]:
@@ -262,7 +310,10 @@ def build(out_dir: str | os.PathLike, recipe: MiniatureRecipe = MiniatureRecipe(
             return _summary(out, entries, True, time.perf_counter() - start)
         map_path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    builders = {"vlm": llava_miniature, "sam": sam_miniature, "siglip": siglip_miniature}
+    builders = {"vlm": llava_miniature, "sam": sam_miniature, "siglip": siglip_miniature,
+                "caption_siglip": lambda r: siglip_miniature(r, SHIPPED["caption_siglip"]),
+                "caption_lm": lambda r: text_lm_miniature(r, SHIPPED["caption_lm"]),
+                "caption_gpt2": lambda r: text_lm_miniature(r, SHIPPED["caption_gpt2"])}
     for role, folder in zip(SHIPPED, entries.values()):
         model, processor = builders[role](recipe)
         shutil.rmtree(out / folder, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""Chapter 6 from the command line.
+
+    python -m lisalib.captioning train [--variants prefix,prefix_pooled,ved_frozen,ved] [--seeds 0,1,2] [--steps N]
+                                       [--out_dir DIR] [--export] [--json]
+        train variants under the one protocol, score each on val split 0; --export ships seed 0 to the zoo
+    python -m lisalib.captioning evaluate [--seed S] [--n_val N] [--runs DIR] [--timing] [--json]
+        score the shipped tiny checkpoints and both baselines on val split S; time the variants side by side
+    python -m lisalib.captioning compare [--sweep FILE] [--json]
+        004's claims next to the real-size parameter counts and the measured figures (3-seed sweep if given)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lisalib.cli import add_dataclass_subparsers, format_table, from_namespace
+
+_JSON = {"help": "print one JSON object"}
+SWEEP_FILE = "runs/caption/sweep.json"  # what `make caption` writes: every seed's scores
+
+
+@dataclass
+class TrainArgs:
+    variants: str = field(default="prefix,prefix_pooled,ved_frozen,ved", metadata={"help": "comma-separated variants"})
+    seeds: str = field(default="0", metadata={"help": "comma-separated training seeds"})
+    steps: int = field(default=1500, metadata={"help": "optimizer steps per run (the same for every variant)"})
+    train_images: int = field(default=4000, metadata={"help": "training images"})
+    n_val: int = field(default=500, metadata={"help": "val images scored after training (val split 0)"})
+    out_dir: str = field(default="runs/caption", metadata={"help": "where runs and sweep.json go"})
+    export: bool = field(default=False, metadata={"help": "copy the seed-0 runs into the zoo (tiny-caption-*)"})
+    progress: bool = field(default=True, metadata={"help": "progress bars"})
+    json: bool = field(default=False, metadata=_JSON)
+
+
+@dataclass
+class EvaluateArgs:
+    seed: int = field(default=0, metadata={"help": "val split seed (scenes (62000 + seed, i))"})
+    n_val: int = field(default=500, metadata={"help": "val images"})
+    runs: str | None = field(default=None, metadata={"help": "folder of tiny-caption-* runs (default: the zoo's)"})
+    timing: bool = field(default=True, metadata={"help": "time the variants side by side (train step, decoding)"})
+    json: bool = field(default=False, metadata=_JSON)
+
+
+@dataclass
+class CompareArgs:
+    sweep: str = field(default=SWEEP_FILE, metadata={"help": "sweep.json of `train --seeds 0,1,2` (optional)"})
+    json: bool = field(default=False, metadata=_JSON)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    parser = argparse.ArgumentParser(prog="python -m lisalib.captioning", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = add_dataclass_subparsers(parser)
+    kinds = {"train": TrainArgs, "evaluate": EvaluateArgs, "compare": CompareArgs}
+    for name, kind in kinds.items():
+        sub.add_parser(name, help=__doc__.split(f"lisalib.captioning {name}")[1].split("\n")[2].strip(),
+                       dataclass_types=kind)
+    namespace = parser.parse_args(argv)
+    args = from_namespace(kinds[namespace.command], namespace)
+    result = globals()[f"_{namespace.command}"](args)
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+    else:
+        _print(namespace.command, result)
+    return 0
+
+
+def _train(args: TrainArgs) -> dict:
+    from lisalib.captioning.runs import train_sweep
+
+    return train_sweep([v for v in args.variants.split(",") if v], [int(s) for s in args.seeds.split(",") if s],
+                       steps=args.steps, train_images=args.train_images, n_val=args.n_val, out_dir=args.out_dir,
+                       export=args.export, progress=args.progress and not args.json,
+                       command="python -m lisalib.captioning " + " ".join(sys.argv[1:]))
+
+
+def _evaluate(args: EvaluateArgs) -> dict:
+    from lisalib.captioning.runs import evaluate_shipped
+
+    return evaluate_shipped(seed=args.seed, n_val=args.n_val, runs=args.runs, timing=args.timing)
+
+
+def _compare(args: CompareArgs) -> dict:
+    from lisalib.captioning.runs import compare
+
+    return compare(Path(args.sweep) if args.sweep else None)
+
+
+def _print(command: str, result: dict) -> None:
+    if command == "evaluate":
+        rows = [(n, v["cider"], v["bleu4"], v["rouge_l"], v.get("step_seconds")) for n, v in result["variants"].items()]
+        rows += [(f"baseline: {n}", v["cider"], v["bleu4"], v["rouge_l"], None) for n, v in result["baselines"].items()]
+        print(format_table(rows, ("variant", "CIDEr-D", "BLEU-4", "ROUGE-L", "s / step")))
+        return
+    if command == "train":
+        rows = [(r["variant"], r["seed"], r["val"]["cider"], r["val"]["bleu4"], r["train_step_seconds"], r["seconds"])
+                for r in result["runs"]]
+        print(format_table(rows, ("variant", "seed", "CIDEr-D", "BLEU-4", "s / step", "s")))
+        return
+    print(json.dumps(result, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

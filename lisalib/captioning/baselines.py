@@ -1,0 +1,50 @@
+"""Captions that need no learning, scored with the same code as the models.
+
+- ``most_frequent``: the one training reference that occurs most often, given to every image;
+- ``nearest_neighbour``: each image gets the first reference of the training image closest to it in the
+  frozen SigLIP's pooled embedding space (cosine), the retrieval baseline of Devlin et al. (2015) reduced to
+  k = 1. It uses the same vision tower the captioners read, so a captioner below it has learnt less from
+  the features than a lookup table does.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+
+from lisalib.captioning.data import CaptionSet, pixel_values
+from lisalib.captioning.metrics import score_captions
+
+
+def most_frequent_caption(train: CaptionSet) -> str:
+    counts = Counter(r for refs in train.refs for r in refs)
+    return max(sorted(counts), key=counts.__getitem__)
+
+
+@torch.no_grad()
+def image_embeddings(siglip, processor, images, batch_size: int = 128) -> torch.Tensor:
+    """[N, D] unit-norm pooled image embeddings (``SiglipModel.get_image_features``)."""
+    rows = []
+    for start in range(0, len(images), batch_size):
+        out = siglip.get_image_features(pixel_values=pixel_values(images[start:start + batch_size], processor))
+        rows.append(getattr(out, "pooler_output", out))
+    return F.normalize(torch.cat(rows).float(), dim=-1)
+
+
+def nearest_neighbour_captions(siglip, processor, train: CaptionSet, val: CaptionSet) -> list[str]:
+    keys = image_embeddings(siglip, processor, train.images)
+    queries = image_embeddings(siglip, processor, val.images)
+    nearest = (queries @ keys.T).argmax(dim=1).tolist()
+    return [train.refs[j][0] for j in nearest]
+
+
+def baseline_scores(siglip, processor, train: CaptionSet, val: CaptionSet) -> dict:
+    """``{name: {bleu4, rouge_l, cider, ..., "example"}}`` for both baselines on ``val``."""
+    frequent = most_frequent_caption(train)
+    rows = {"most_frequent": [frequent] * len(val),
+            "nearest_neighbour": nearest_neighbour_captions(siglip, processor, train, val)}
+    return {name: {**score_captions(val.refs, caps), "example": caps[0]} for name, caps in rows.items()}
+
+
+__all__ = ["baseline_scores", "image_embeddings", "most_frequent_caption", "nearest_neighbour_captions"]

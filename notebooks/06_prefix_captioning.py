@@ -1,0 +1,324 @@
+# ---
+# jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+#     provenance: []
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,accelerator,colab,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lisalib/lisalib-notebooks/blob/main/notebooks/06_prefix_captioning.ipynb)
+#
+# # 6. Prefix captioning vs cross-attention, compared fairly
+#
+# The design document 004 replaces a cross-attention captioner (`VisionEncoderDecoderModel`: SigLIP + GPT-2,
+# everything trainable) with **prefix conditioning**: a frozen SigLIP vision tower, a Linear projection that
+# turns its patch tokens into "words" of a decoder-only LM (SmolLM-135M), and LoRA on the LM. It reports
+# "**5.7x faster** training, **99% fewer** trainable parameters". But its two runs differ in batch (50 vs 4 x 16),
+# caption length (128 vs 30 tokens), trainable set (everything vs projection + LoRA) and data; its prefix model
+# then produced empty strings and a loss (10.968) above that of a uniform guess over SmolLM's 49,152 tokens
+# (ln 49152 = 10.80).
+#
+# This chapter builds both architectures correctly, counts them at real size, trains four variants under
+# **one protocol** (same images and batches, references, caption cap, steps, batch, warm-up, precision,
+# decoding, metric code), and scores them with COCO's CIDEr-D, BLEU-4 and ROUGE-L next to two captioners that
+# need no learning.
+
+# %%
+# Colab setup: install only what is missing; Colab's own torch is never replaced.
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("lisalib") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                           "lisalib @ git+https://github.com/lisalib/lisalib-notebooks@main"])
+if importlib.util.find_spec("pycocoevalcap") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "pycocoevalcap==1.2"])
+
+# %%
+from lisalib import get_profile
+profile = get_profile()
+REAL = profile.name == "real"
+print(profile.name, profile.caption_vision, profile.caption_lm, profile.caption_ved_lm)
+
+# %%
+# %matplotlib inline
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from transformers.utils import logging as hf_logging
+
+from lisalib.captioning import counts, viz
+from lisalib.captioning.data import references, shapes_split
+from lisalib.captioning.metrics import normalise, score_captions
+from lisalib.captioning.runs import CLAIMS_004, SWEEP_RUN, evaluate_shipped, load_shipped
+from lisalib.captioning.train import VARIANTS, CaptionRecipe, train_variant
+from lisalib.notebook.report import record
+from lisalib.zoo import RUNS_DIR, load_siglip
+
+hf_logging.set_verbosity_error()  # tiny-siglip's config carries so400m's token ids; the warning is noise here
+hf_logging.disable_progress_bar()
+plt.rcParams["figure.dpi"] = 72
+torch.manual_seed(0)
+np.random.seed(0)
+
+# %% [markdown]
+# ## The two architectures
+#
+# **Prefix conditioning** (ClipCap, 004): the image's patch tokens, projected to the LM's width, are simply the
+# first tokens of the LM's sequence; the caption follows and attends to them with the LM's own self-attention.
+# SigLIP base/16 at 224 px gives 14 x 14 = **196** prefix tokens, and every one of them goes through all 30
+# SmolLM layers at every training step. Beyond 004, a **pooled prefix**: SmolVLM's pixel shuffle folds each
+# 2 x 2 block of patches into one token of 4 x 768 channels, 49 tokens instead of 196.
+#
+# **Cross-attention** (`VisionEncoderDecoderModel`): GPT-2 gains a new cross-attention layer in every block;
+# the text attends to the image tokens from every layer, but the image tokens are never part of the text
+# sequence. Frozen encoder or not is a separate choice: 004's old run trained everything.
+
+# %%
+fig = viz.draw_architectures(196, 49, 768, 576, {"vision": "SigLIP base/16", "lm": "SmolLM-135M", "ved_lm": "GPT-2"})
+plt.show()
+
+# %% [markdown]
+# ## Parameters at real size, counted on `meta`
+#
+# Built from the shipped configs on PyTorch's `meta` device (shapes, no weights, no download):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+table = counts.count_table()
+print(f"{'model':<45} {'total':>13} {'trainable':>13} {'share':>7}")
+for row in table:
+    print(f"{row['model']:<45} {row['total']:>13,} {row['trainable']:>13,} {row['trainable'] / row['total']:>7.2%}")
+ved, prefix = table[0], table[2]
+assert (ved["total"], prefix["total"], prefix["trainable"]) == (245_690_880, 229_685_376, 2_286_144)
+assert (prefix["projection"], prefix["lora"], ved["cross_attention"]) == (442_944, 1_843_200, 28_366_848)
+record("ch6_ved_parameters", ved["total"])
+record("ch6_prefix_trainable", prefix["trainable"])
+print(f"\nprefix: projection {prefix['projection']:,} + LoRA {prefix['lora']:,} (61,440 x 30 layers); "
+      f"SigLIP's attention-pooling head {prefix['vision_head']:,} (computed by 004, never read)")
+
+# %% [markdown]
+# 004's "~203M" for the VED is the SigLIP tower (92,884,224 with its pooling head) plus GPT-2 small
+# (124,439,808): it leaves out the **28,366,848** cross-attention parameters that the VED adds, which are new
+# and randomly initialised. Its "~221M / 2.2M" is 229,685,376 / 2,286,144 (1.00 %); its "~350K" projection is
+# Linear(768, 576) = 442,944. The 99 % reduction is real, but it is a property of **freezing** (the tower and
+# the LM), not of prefix conditioning: the frozen-encoder VED still trains 152,806,656 parameters only because
+# it fine-tunes GPT-2 whole. The pooled prefix's projection reads 3,072 channels (1,770,048 parameters).
+#
+# ## The data: five references per image
+#
+# CIDEr-D rewards the n-grams the references agree on, so one reference per image (004's data) makes it noisy.
+# Each shapes-world scene gets the world's caption (shapes listed left to right) and four paraphrases in the
+# same vocabulary: another opening, and the shapes right to left, top to bottom, largest first. The tiny
+# profile's images are 64 px (tiny-siglip's size, 8 x 8 = 64 patch tokens; pooled: 16). The real profile
+# reads Flickr30k (`lmms-lab/flickr30k`, 5 human captions per image; the first two of its nine shards, about
+# 7,000 images, split by a seeded permutation with 500 held out).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from lisalib.world import generate_scene
+scene = generate_scene((62000, 3))
+for text in references(scene):
+    print(text)
+print("normalised for scoring:", normalise(references(scene)[0]))
+
+# %% [markdown]
+# The scorers are pycocoevalcap's own `Bleu(4)`, `Rouge()` and `Cider()` (its `Cider` is CIDEr-D) on captions
+# normalised in Python (lower case, punctuation dropped) instead of the Java PTB tokenizer. CIDEr-D's idf is
+# computed from the references of the images being scored, so the same caption scores differently in a
+# different set: a split is always scored whole.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+toy_refs = {0: ["a red circle", "one red circle"], 1: ["a blue square", "one blue square"],
+            2: ["a red square", "one red square"]}
+toy_hyps = {0: "a red circle", 1: "a blue circle", 2: "a red square"}
+three = score_captions(toy_refs, toy_hyps)
+two = score_captions({k: toy_refs[k] for k in (0, 1)}, {k: toy_hyps[k] for k in (0, 1)})
+print(f"CIDEr-D of the same captions: 3 images {three['cider']:.4f}, first 2 images {two['cider']:.4f}")
+print(f"BLEU-1..4 on 3 images: {[round(three[f'bleu{n}'], 4) for n in range(1, 5)]}, ROUGE-L {three['rouge_l']:.4f}")
+
+# %% [markdown]
+# ## Four variants, one protocol
+#
+# | variant | vision tower | bridge | language side | trained |
+# |---|---|---|---|---|
+# | `prefix` | frozen | Linear, every patch a prefix token | tiny-lm (SmolLM's architecture) + LoRA r 16 | projection + LoRA |
+# | `prefix_pooled` | frozen | pixel shuffle 2 x 2, then Linear | same | projection + LoRA |
+# | `ved_frozen` | frozen | cross-attention | tiny-gpt2 with new cross-attention | decoder |
+# | `ved` | trained | cross-attention | same | everything (004's old run) |
+#
+# Held fixed: 4,000 training scenes and the batches drawn from them (a function of the seed only), a reference
+# drawn per image per step, 30 caption tokens at most plus an explicit end-of-sequence token, labels -100 on
+# the prefix and padding, the attention mask always passed, 1,500 steps of 32 images, 5 % warm-up then cosine,
+# fp32, AdamW, gradient clipping at 1, greedy decoding (`do_sample=False`). Learning rates are per parameter
+# group (projection, LoRA; decoder, encoder), as 004 sets projection and LoRA apart.
+#
+# The tiny profile loads the shipped runs (seed 0), trained by `make caption` (one thread, all four variants
+# for three seeds; seeds 1 and 2 give the spread below). The real profile trains every variant here for
+# `profile.caption_steps` steps.
+
+# %%
+if profile.caption_steps:  # real profile: train here (on the miniatures in CI: a smoke run of the same code)
+    siglip_real, processor_real = load_siglip(profile.caption_vision)
+    side = processor_real.image_processor.size["height"]
+    if profile.smoke:
+        train_set, val_set = shapes_split(16, "train", size=side), shapes_split(8, "val", size=side)
+    else:
+        from lisalib.captioning.data import flickr_split
+        train_set, val_set = flickr_split(6000, "train", size=side), flickr_split(500, "val", size=side)
+    recipe = CaptionRecipe(vision=profile.caption_vision, prefix_lm=profile.caption_lm, ved_lm=profile.caption_ved_lm,
+                           steps=profile.caption_steps, train_images=len(train_set),
+                           batch_size=4 if profile.smoke else 32, device=profile.device)
+    bundles = {}
+    for variant in VARIANTS:
+        model, tokenizer, processor, rec = train_variant(variant, train_set, recipe, progress=not profile.smoke)
+        bundles[variant] = (model, tokenizer, processor, rec)
+else:
+    bundles = load_shipped()
+    train_set, val_set = None, None
+for name, (model, _, _, rec) in bundles.items():
+    print(f"{name:<14} {rec['steps']} steps, {rec['trainable_parameters']:>9,} of {rec['parameters']:>9,} parameters "
+          f"trained, final loss {rec['final_loss']}")
+
+# %% [markdown]
+# ### Loss curves
+#
+# The caption loss per token (moving average over 25 steps) of every variant, from the runs' own records:
+
+# %%
+viz.plot_losses({name: rec["losses"] for name, (_, _, _, rec) in bundles.items()})
+plt.show()
+
+# %% [markdown]
+# ## The comparison
+#
+# Every variant and both baselines on 500 held-out scenes (val split 0, never seen in training), five references
+# each. `most_frequent` gives every image the single most common training reference; `nearest_neighbour` gives
+# each image the caption of the training image closest to it in the frozen SigLIP's pooled embedding space, so
+# it uses the same tower the captioners read. Costs are measured side by side in this run (interleaved
+# repeats): a train step at batch 32 (forward, backward, AdamW), time to the first caption token and per further
+# token at batch 1, captions per second at batch 32.
+
+# %%
+result = evaluate_shipped(seed=0, n_val=500, bundles=bundles, train=train_set, val=val_set)
+rows = result["variants"]
+print(f"{'':<19} {'CIDEr-D':>8} {'BLEU-4':>7} {'ROUGE-L':>8} {'s/step':>8} {'samples/s':>9} {'1st tok s':>9} "
+      f"{'s/token':>8} {'caps/s':>7}")
+for name, v in rows.items():
+    print(f"{name:<19} {v['cider']:>8.3f} {v['bleu4']:>7.3f} {v['rouge_l']:>8.3f} {v['step_seconds']:>8.4f} "
+          f"{v['samples_per_second']:>9.1f} {v['first_token_seconds']:>9.4f} {v['per_token_seconds']:>8.5f} "
+          f"{v['captions_per_second']:>7.1f}")
+for name, b in result["baselines"].items():
+    print(f"{'baseline ' + name:<19} {b['cider']:>8.3f} {b['bleu4']:>7.3f} {b['rouge_l']:>8.3f}")
+print("\nstep-time ratios:", result["ratios"])
+for name, v in rows.items():
+    record(f"ch6_{name}_cider", v["cider"])
+record("ch6_pooled_speedup", result["ratios"]["pooled_speedup_vs_prefix"], "x")
+
+# %% [markdown]
+# What the table shows (tiny profile, shipped seed 0): both cross-attention captioners are above the
+# nearest-neighbour lookup, and both prefix captioners are **below** it, though far above the most frequent
+# caption. The frozen-encoder VED, the prefix model's fair counterpart, leads the prefix model by more than a
+# CIDEr-D point at equal steps, data and batches. The prefix models' training loss plateaus near 0.75 nats per
+# token where the VEDs reach 0.48-0.49 (printed above), and their captions list the right number of shapes but
+# repeat one colour or kind (see the samples below): they read the count and the dominant object, not every
+# object. The likeliest reason is the trainable set, the very thing 004 advertises: the prefix model trains
+# 47,200 parameters (projection + LoRA, the LM frozen), the frozen-encoder VED 627,168 (the whole GPT-2 decoder
+# and its new cross-attention). A LoRA learning-rate or rank sweep was not run (one setting was tried for the
+# VED, two for the prefix model: 2e-3 / 1e-3 gave CIDEr-D 0.81 after 500 steps, the shipped 1e-2 / 3e-3 1.97).
+#
+# Cost at this size: the step-time ratios show the prefix model is *not* cheaper to train than the VEDs here:
+# 64 prefix tokens run through every LM layer, while cross-attention reads them as keys and values only. The
+# pooled prefix (16 tokens) is faster per step than all patches, by less than 2x: at width 96 and 4 layers the
+# fixed costs of a step (the frozen tower's forward on 32 images, the optimizer, per-operation overhead) are a
+# large share, and the LM's own sequence only shrinks from about 84 to 36 tokens (2.3x).
+#
+# ### Captions on held-out images
+
+# %%
+images = val_set.images[:6] if val_set is not None else shapes_split(6, "val").images
+captions = {name: result["samples"][name] for name in rows}
+viz.show_captions(images, result["references"], captions)
+plt.show()
+
+# %% [markdown]
+# ### Three seeds
+#
+# `make caption` trained every variant with seeds 0, 1 and 2 (the seed sets the new weights' initialisation
+# and the batches) and scored each on val split 0; the shipped seed-0 runs are the table above.
+
+# %%
+sweep_file = RUNS_DIR / SWEEP_RUN / "sweep.json"
+sweep = json.loads(sweep_file.read_text())["summary"] if sweep_file.is_file() else {}
+def sd(value):
+    return "n/a (one seed)" if value is None else f"{value:.3f}"
+for name, s in sweep.items():
+    print(f"{name:<14} CIDEr-D {s['cider']:.3f} ± {sd(s['cider_sd'])}  BLEU-4 {s['bleu4']:.3f} ± {sd(s['bleu4_sd'])}  "
+          f"ROUGE-L {s['rouge_l']:.3f} ± {sd(s['rouge_l_sd'])}  seeds {s['seeds']}")
+
+# %% [markdown]
+# ## 004's claims next to the measurements
+
+# %%
+ratios = result["ratios"]
+print(f"{'claim (004)':<34} {'004 says':<44} measured")
+print(f"{'VED parameters':<34} {CLAIMS_004['ved_total_parameters']:<44} {ved['total']:,} (cross-attention "
+      f"{ved['cross_attention']:,} included)")
+print(f"{'prefix parameters / trainable':<34} {'~221M / 2.2M':<44} {prefix['total']:,} / {prefix['trainable']:,}")
+print(f"{'projection':<34} {CLAIMS_004['projection_parameters']:<44} {prefix['projection']:,}")
+print(f"{'training speed, prefix vs VED':<34} {'5.7x (unmatched runs)':<44} VED all trainable / prefix: "
+      f"{ratios['ved_over_prefix']:.2f}x, VED frozen / prefix: {ratios['ved_frozen_over_prefix']:.2f}x per step")
+print(f"{'freezing the VED encoder':<34} {'(not measured)':<44} VED all trainable / VED frozen: "
+      f"{ratios['ved_over_ved_frozen']:.2f}x per step")
+print(f"{'pooled prefix (not in 004)':<34} {'':<44} {ratios['pooled_speedup_vs_prefix']:.2f}x faster than all "
+      f"patches, CIDEr-D change {ratios['pooled_cider_change']}")
+print(f"{'captions':<34} {CLAIMS_004['captions']:<44} "
+      f"{sum(v['empty'] for v in rows.values())} empty captions of {len(rows) * result['n_val']}")
+
+# %% [markdown]
+# ## Aims, checked
+#
+# Three aims: every variant clearly above both baselines (a captioner below the nearest-neighbour lookup has
+# learnt less from the tower than a table does); the prefix model within the spread of the frozen-encoder
+# VED at equal steps, or above it; the pooled prefix at least 2x faster per step than the all-patches prefix
+# at a CIDEr-D within 5 %. Each is computed here from the table above (the spread from the three-seed sweep).
+
+# %%
+best_baseline = max(b["cider"] for b in result["baselines"].values())
+spread = sweep.get("ved_frozen", {}).get("cider_sd") or 0.0
+aims = {name: v["cider"] > 1.05 * best_baseline for name, v in rows.items()}
+aims["prefix within the spread of ved_frozen (or above)"] = rows["prefix"]["cider"] >= rows["ved_frozen"]["cider"] - 2 * spread
+aims["pooled >= 2x faster per step"] = ratios["pooled_speedup_vs_prefix"] >= 2
+aims["pooled CIDEr-D within 5 % (or above)"] = rows["prefix_pooled"]["cider"] >= 0.95 * rows["prefix"]["cider"]
+for aim, holds in aims.items():
+    label = f"{aim} above the best baseline ({best_baseline:.3f}) by 5 %" if aim in rows else aim
+    print(f"{'holds' if holds else 'FAILS':<6} {label}")
+assert all(np.isfinite(v["cider"]) for v in rows.values())
+if not REAL:  # the deterministic tiny figures: what the prose below says
+    assert rows["ved_frozen"]["cider"] > best_baseline and all(v["cider"] > result["baselines"]["most_frequent"]["cider"]
+                                                                for v in rows.values())
+
+# %% [markdown]
+# Two aims fail in the tiny profile and the table says why: the prefix captioners are below the
+# nearest-neighbour baseline (whose pooled SigLIP embedding was trained contrastively on this world's captions,
+# so retrieval is strong) and below the frozen-encoder VED at equal steps; the pooled prefix is faster, but not
+# 2x, at a CIDEr-D slightly above the all-patches prefix. 004's "5.7x faster" does not survive the matched
+# protocol at this size: per step the prefix model is slower than both VEDs, and freezing the VED's encoder alone
+# buys the printed `ved_over_ved_frozen` ratio. Its "99 % fewer trainable parameters" is exact (2,286,144 of
+# 229,685,376), and here it is also the reason the prefix model learns less in the same number of steps.
+# The real profile (a GPU, 196 prefix tokens through SmolLM's 30 layers) is where pooling's 4x fewer tokens
+# should matter most; it was not measured for this build.
