@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: main test smoke-real setup zoo lisa lisa-ship lisa-ladder shirg clean
+.PHONY: main test smoke-real setup zoo lisa lisa-ship lisa-ladder backbones shirg caption clean
 
 setup: $(STAMP)
 
@@ -66,6 +66,15 @@ lisa-ladder: $(STAMP)
 	  wait -n && wait -n || exit 1; \
 	done
 
+# chapter 7's traditional mode: the zoo's pretrained tiny-siglip + tiny-lm joined by a new projector, trained with
+# the ladder's vlm-point recipe (same data, budget and seed), shipped as tiny-lisa-traditional-point
+backbones: $(STAMP)
+	mkdir -p runs
+	$(LISA_RUN) --data data/reasonseg_train --n_train 10000 --max_steps $(LISA_STEPS) \
+	  --vlm_name traditional:tiny-siglip+tiny-lm --vision_source vlm --seg_prompt point \
+	  --output_dir runs/tiny-lisa-traditional-point \
+	  --export_to lisalib/zoo/checkpoints/runs/tiny-lisa-traditional-point > runs/tiny-lisa-traditional-point.json
+
 # chapter 5's tiny-lavida (pooled stage, then the projector LoRA on text-selected tokens), one thread
 shirg: $(STAMP)
 	mkdir -p runs
@@ -73,3 +82,10 @@ shirg: $(STAMP)
 
 clean:
 	rm -rf outputs .pytest_cache
+
+# chapter 6's captioners: four variants x three seeds under one protocol, one thread; seed 0 is shipped as
+# lisalib/zoo/checkpoints/runs/tiny-caption-<variant>, every seed's scores go to runs/caption/sweep.json
+caption: $(STAMP)
+	mkdir -p runs/caption
+	OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.captioning train --seeds 0,1,2 --export \
+	  --no_progress --json > runs/caption/train.json

@@ -115,3 +115,94 @@ def test_sam_source_is_refused_where_the_family_has_no_such_path():
     model, _ = tiny_backbone("paligemma")
     with pytest.raises(ValueError, match="not available for the paligemma family"):
         LisaConfig(vlm_config=model.config, vision_source="sam")
+
+
+# ----- the traditional mode from the zoo's pretrained parts ---------------------------------------------
+def test_traditional_spec_names_a_pair():
+    from lisalib.backbones.traditional import ZOO_PAIR, parse_spec
+
+    assert parse_spec(ZOO_PAIR) == ("tiny-siglip", "tiny-lm")
+    assert parse_spec("traditional:openai/clip-vit-base-patch16+Qwen/Qwen3-0.6B-Base") == \
+        ("openai/clip-vit-base-patch16", "Qwen/Qwen3-0.6B-Base")
+    assert parse_spec("tiny-llava") is None
+    with pytest.raises(ValueError, match="IMAGE_ENCODER\\+TEXT_LLM"):
+        parse_spec("traditional:tiny-siglip")
+
+
+def test_traditional_pair_in_the_wrong_order_is_a_clear_error():
+    from lisalib.zoo import load_vlm
+
+    with pytest.raises(ValueError, match="not a CLIP or SigLIP image encoder"):
+        load_vlm("traditional:tiny-lm+tiny-siglip")
+
+
+def test_zoo_pair_is_siglip_pretrained_and_seeded():
+    """tiny-siglip's tower and tiny-lm's weights as they are, SigLIP's own processing (no CLS, [-1, 1],
+    layer -2), and the same composite on every load (the shipped run's projector fits no other)."""
+    from lisalib.backbones.traditional import ZOO_PAIR
+    from lisalib.lisa.train import fingerprint
+    from lisalib.zoo import load_siglip, load_text_lm, load_vlm
+
+    torch.manual_seed(1)
+    model, processor = load_vlm(ZOO_PAIR)
+    torch.manual_seed(2)
+    again, _ = load_vlm(ZOO_PAIR)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    siglip, _ = load_siglip("tiny-siglip")
+    lm, tokenizer = load_text_lm("tiny-lm")
+    assert type(model.model.vision_tower).__name__ == "SiglipVisionModel"
+    assert torch.equal(model.model.vision_tower.embeddings.patch_embedding.weight,
+                       siglip.vision_model.embeddings.patch_embedding.weight)
+    assert torch.equal(model.model.language_model.layers[0].self_attn.q_proj.weight,
+                       lm.model.layers[0].self_attn.q_proj.weight)
+    adapter = adapter_for(model.config)
+    assert adapter.family == "traditional" and adapter.trains_projector()
+    assert (model.config.vision_feature_select_strategy, model.config.vision_feature_layer) == ("full", -2)
+    assert list(processor.image_processor.image_mean) == [0.5, 0.5, 0.5]
+    assert model.get_input_embeddings().num_embeddings > len(processor.tokenizer)  # a spare row for <SEG>
+    view = adapter.vlm_view(Image.new("RGB", (100, 80), (200, 10, 10)), processor)
+    batch = processor(images=[view], text=[adapter.prompt(processor, "where is the red circle?")], return_tensors="pt")
+    tokens = processor.tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
+    assert tokens.count("<image>") == 64 and "<unk>" not in tokens  # "<image>\nwhere": the line break is a space
+    with torch.no_grad():
+        llm_tokens, grid = adapter.encode(model, batch["pixel_values"])
+    assert llm_tokens.shape == (1, 64, 96) and grid.shape == (1, 64, 64)  # 8 x 8 patches, no CLS
+    assert fingerprint(ZOO_PAIR) not in (None, fingerprint("tiny-siglip"), fingerprint("tiny-lm"))
+
+
+def test_clip_composite_drops_cls():
+    model, processor = tiny_backbone("traditional")  # random CLIP + Qwen3: the CLIP path of the same assembly
+    adapter = adapter_for(model.config)
+    assert model.config.vision_feature_select_strategy == "default"
+    view = adapter.vlm_view(Image.new("RGB", (64, 64)), processor)
+    batch = processor(images=[view], text=[adapter.prompt(processor, "a")], return_tensors="pt")
+    with torch.no_grad():
+        llm_tokens, grid = adapter.encode(model, batch["pixel_values"])
+    assert grid.shape[1] == 64 and llm_tokens.shape[1] == int((batch["input_ids"] == adapter.image_token_id).sum())
+
+
+def test_shipped_traditional_run_records_its_recipe():
+    import warnings
+
+    from lisalib.backbones.compare import RUNS, training_facts
+    from lisalib.lisa.evaluate import load_trained
+
+    facts = {family: training_facts(run) for family, run in RUNS.items()}
+    assert facts["traditional"]["vlm"] == "traditional:tiny-siglip+tiny-lm"
+    assert "--vlm_name traditional:tiny-siglip+tiny-lm" in facts["traditional"]["command"]
+    for key in ("steps", "samples", "batch_size", "seg_prompt", "threads"):  # the same recipe as the ladder's run
+        assert facts["traditional"][key] == facts["llava"][key], key
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a changed base would warn
+        model = load_trained(RUNS["traditional"])
+    assert model.backbone.family == "traditional" and model.config.seg_prompt == "point"
+
+
+def test_compare_rows_put_baselines_first():
+    from lisalib.backbones.compare import HEADERS, compare_rows
+
+    m = {"giou": 0.5, "ciou": 0.4, "n": 2, "giou_low": 0.4, "giou_high": 0.6}
+    rows = compare_rows({"baselines": {"every shape": m},
+                         "models": {"llava": {"run": "r", "scores": {**m, "point": {"inside_rate": 0.7}}}}})
+    assert [len(r) for r in rows] == [len(HEADERS)] * 2
+    assert rows[0][1] == "query-blind: every shape" and rows[1][:3] == ("llava", "r", 0.5) and rows[1][5] == 0.7

@@ -1,6 +1,8 @@
 """``python -m lisalib.backbones check [--json] [--families a,b] [--steps N]``: the end-to-end test of every
 VLM family (see :mod:`lisalib.backbones.check`); ``python -m lisalib.backbones claims [--json]``: 002's
-figures measured (:mod:`lisalib.backbones.claims`)."""
+figures measured (:mod:`lisalib.backbones.claims`); ``python -m lisalib.backbones compare --data DIR [--json]``:
+the two shipped 4,000-step runs (llava, traditional) next to the query-blind baselines
+(:mod:`lisalib.backbones.compare`)."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +22,37 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     claims = sub.add_parser("claims", help="002's parameter and memory figures, measured on the meta device")
     claims.add_argument("--json", action="store_true", help="print the result as JSON")
+    compare = sub.add_parser("compare", help="score the shipped llava and traditional runs next to the query-blind "
+                             "baselines (teacher-forced gIoU, 95%% intervals)")
+    compare.add_argument("--data", default="data/reasonseg_val7", help="ReasonSeg-format root with SPLIT/ (written "
+                         "from the shapes world with --seed and --n if missing)")
+    compare.add_argument("--split", default="val")
+    compare.add_argument("--seed", type=int, default=7, help="synthetic split seed if DATA/SPLIT is missing")
+    compare.add_argument("--n", type=int, default=200, help="samples to synthesise if DATA/SPLIT is missing")
+    compare.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        from pathlib import Path
+
+        from lisalib.backbones.compare import HEADERS, compare_rows
+        from lisalib.backbones.compare import compare as run_compare
+        from lisalib.cli import format_table
+        from lisalib.lisa.evaluate import json_safe, open_split
+        from lisalib.reasonseg.synth import write_split
+
+        if not (Path(args.data) / args.split).is_dir():
+            write_split(args.data, args.split, args.n, seed=args.seed)
+        dataset = open_split(args.data, args.split)
+        result = run_compare([dataset[i] for i in range(len(dataset))])
+        if args.json:
+            print(json.dumps(json_safe(result), indent=2))
+        else:
+            print(format_table(compare_rows(result), HEADERS))
+            for family, entry in result["models"].items():
+                c = entry["clicks"]
+                print(f"{family}: clicks on the asked shape {c['on_target']:.3f} (short {c['short_on_target']:.3f}, "
+                      f"long {c['long_on_target']:.3f}), on some shape {c['on_a_shape']:.3f}")
+        return 0
     if args.command == "check":
         from lisalib.backbones.check import CheckSettings, run_check
 

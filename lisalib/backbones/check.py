@@ -1,7 +1,8 @@
 """The end-to-end test every family passes offline: train the Modified LISA a few steps, segment, round-trip.
 
-For each family: its tiny member (``tiny-llava`` from the zoo for ``llava``; a seeded random-weight one,
-saved as a ``save_pretrained`` folder, for the others) + ``tiny-sam``, ``vision_source="vlm"``, LoRA on
+For each family: its tiny member (``tiny-llava`` from the zoo for ``llava``; the zoo's pretrained
+``tiny-siglip`` + ``tiny-lm`` with a new projector for ``traditional``; a seeded random-weight one, saved as
+a ``save_pretrained`` folder, for the others) + ``tiny-sam``, ``vision_source="vlm"``, LoRA on
 the language model. Steps, each recorded in the family's entry:
 
 1. ``lisalib.lisa.train.train`` for ``steps`` optimizer steps (loss finite);
@@ -11,8 +12,8 @@ the language model. Steps, each recorded in the family's entry:
 3. merge LoRA and the ``<SEG>`` rows into the weights (peft's unload), then ``save_pretrained`` /
    ``from_pretrained`` of the whole model: the same masks before the merge, after it and after reloading.
 
-The budgets are small on purpose (CI minutes): with random-weight backbones the gIoU is a smoke figure,
-not a result; chapter 7's notebook trains longer on two families.
+The budgets are small on purpose (CI minutes): the gIoU is a smoke figure, not a result; chapter 7's
+results are the shipped 4,000-step runs ``tiny-lisa-vlm-point`` and ``tiny-lisa-traditional-point``.
 """
 from __future__ import annotations
 
@@ -39,9 +40,13 @@ class CheckSettings:
 
 
 def backbone_folder(family: str, root: Path) -> str:
-    """What ``--vlm_name`` the family's check trains on: the zoo's tiny-llava, or a saved tiny member."""
+    """What ``--vlm_name`` the family's check trains on: the zoo's tiny-llava, the zoo pair, or a saved tiny member."""
     if family == "llava":
         return "tiny-llava"
+    if family == "traditional":  # the zoo's pretrained SigLIP + LM, assembled with a new projector
+        from lisalib.backbones.traditional import ZOO_PAIR
+
+        return ZOO_PAIR
     from lisalib.backbones.tiny import save_tiny
 
     folder = root / f"tiny-{family}"

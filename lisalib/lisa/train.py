@@ -255,8 +255,13 @@ def optimizer_for(model: LisaForReasoningSegmentation, args: TrainArgs) -> torch
 
 def fingerprint(name_or_path: str) -> str | None:
     """sha256 (first 16 hex) of a local checkpoint's weights: trained bridges only fit the base they saw."""
+    from lisalib.backbones.traditional import parse_spec
     from lisalib.zoo import ZooError, resolve
 
+    pair = parse_spec(name_or_path)  # a traditional composite named by its two parts: both parts' weights
+    if pair is not None:
+        parts = [fingerprint(part) for part in pair]
+        return None if None in parts else hashlib.sha256("+".join(parts).encode()).hexdigest()[:16]
     try:
         path = Path(resolve(name_or_path))
     except ZooError:

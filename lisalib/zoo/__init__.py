@@ -147,7 +147,7 @@ def load_vlm(name_or_path: str = "tiny-llava", **kwargs):
     """``(model, processor)`` of any VLM family for a zoo name, directory or hub id: LLaVA
     (``LlavaForConditionalGeneration``, ``LlavaProcessor``, as before), SmolVLM/Idefics3, Qwen2-VL, PaliGemma
     (``AutoModelForImageTextToText`` and the family's processor) or a traditional composite
-    (:mod:`lisalib.backbones`).
+    (:mod:`lisalib.backbones`), saved or named ``traditional:ENCODER+LLM`` (assembled on the fly).
 
     Keyword arguments: ``dtype``, ``load_in_4bit`` (NF4 + double quant), ``load_in_8bit``,
     ``device_map``, ``skip_modules`` (kept in full precision when quantizing).
@@ -155,7 +155,13 @@ def load_vlm(name_or_path: str = "tiny-llava", **kwargs):
     from transformers import AutoConfig, AutoModelForImageTextToText, LlavaForConditionalGeneration
 
     from lisalib.backbones import LlavaAdapter, adapter_for
+    from lisalib.backbones.traditional import load_traditional, parse_spec
 
+    pair = parse_spec(name_or_path)  # "traditional:ENCODER+LLM": assembled here, seeded (unquantized only)
+    if pair is not None:
+        if kwargs.get("load_in_4bit") or kwargs.get("load_in_8bit"):
+            raise ValueError(f"{name_or_path!r}: quantize a traditional composite after saving it (save_pretrained)")
+        return load_traditional(*pair, dtype=kwargs.get("dtype"))
     adapter = adapter_for(AutoConfig.from_pretrained(resolve(name_or_path)))
     model_class = LlavaForConditionalGeneration if isinstance(adapter, LlavaAdapter) else AutoModelForImageTextToText
     return _load(model_class, adapter.load_processor, name_or_path, **kwargs)
