@@ -112,3 +112,35 @@ def test_selection_overhead_reports_every_selector(parts):
     timing = selection_overhead(model, siglip, processor, data, budget=80, repeats=2)
     assert set(timing["seconds"]) == {"encoder", "text", "text_cached_phrases", "saliency"}
     assert all(v > 0 for v in timing["seconds"].values()) and timing["text_vs_encoder"] > 0
+
+
+
+def test_save_run_and_load_run_keep_the_trained_projector(parts, tmp_path):
+    """A run saved after its projector LoRA reloads with the same outputs, adapter on and off (peft wraps
+    ``mm_projector.0`` / ``.2`` in place: saved naively, their weights became ``base_layer`` keys that
+    ``from_pretrained`` dropped and re-initialised, a random projector)."""
+    from lisalib.shirg.train import load_run, save_run
+
+    _, _, model, tokenizer, data = parts
+    clone = LavidaForCausalLM(model.config)
+    clone.load_state_dict(model.state_dict())
+    peft_model = add_projector_lora(clone.eval(), LavidaRecipe())
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # a non-zero adapter, so "on" and "off" differ
+    stage = {"steps": 1, "seconds": 0.0, "final_loss": 0.0}
+    run = {"recipe": {}, "train_scenes": 1, "train_questions": 1, "stages": {"pooled": stage, "lora": stage},
+           "lora_trainable_parameters": 1, "parameters": 1, "seconds": 0.0, "threads": 1,
+           "versions": {"torch": "", "transformers": ""}}
+    save_run(peft_model, tokenizer, run, tmp_path)
+    loaded, _, _ = load_run(tmp_path)
+    text = encode_text(tokenizer, data.samples[:2])
+    features = data.features[[s.scene_index for s in data.samples[:2]]]
+    with torch.no_grad():
+        on = peft_model(**text, image_features=features).logits
+        torch.testing.assert_close(loaded(**text, image_features=features).logits, on)
+        with loaded.disable_adapter(), peft_model.disable_adapter():
+            off = peft_model(**text, image_features=features).logits
+            torch.testing.assert_close(loaded(**text, image_features=features).logits, off)
+    assert not torch.allclose(on, off)

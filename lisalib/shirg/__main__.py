@@ -59,6 +59,7 @@ class TrainArgs:
     train_scenes: int = field(default=8000, metadata={"help": "training scenes"})
     steps: int = field(default=3000, metadata={"help": "pooled-stage steps"})
     lora_steps: int = field(default=800, metadata={"help": "projector-LoRA steps"})
+    detail_steps: int = field(default=5000, metadata={"help": "the tower's detail-stage steps (0: tiny-siglip as is)"})
     json: bool = field(default=False, metadata=_JSON)
 
 
@@ -136,7 +137,8 @@ def _train(args: TrainArgs) -> dict:
     from lisalib.shirg.train import LavidaRecipe, save_run, train_run
     from lisalib.zoo import RUNS_DIR
 
-    recipe = LavidaRecipe(train_scenes=args.train_scenes, steps=args.steps, lora_steps=args.lora_steps)
+    recipe = LavidaRecipe(train_scenes=args.train_scenes, steps=args.steps, lora_steps=args.lora_steps,
+                          detail_steps=args.detail_steps)
     model, tokenizer, run = train_run(recipe, progress=not args.json)
     out = args.out_dir or RUNS_DIR / "tiny-lavida"
     run["command"] = "python -m lisalib.shirg train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else ""

@@ -141,5 +141,7 @@ def evaluate_run(model, tokenizer, run: dict, siglip, processor, data: EncodedSc
             "selectors": selectors, "full": _strip(after["full"]), "baselines": baselines,
             "gain_text_vs_pooled": paired_gain(after["text"], after["pooled"]),
             "gain_text_vs_pooled_before_lora": paired_gain(before["text"], before["pooled"]),
+            # the two pipelines as shipped: LaViDa (pooled, no LoRA) against 003's plan (text-selected + LoRA)
+            "gain_text_lora_vs_pooled_no_lora": paired_gain(after["text"], before["pooled"]),
             "gain_lora_text": paired_gain(after["text"], before["text"]),
             "stages": {stage: {k: _strip(v) for k, v in rows.items()} for stage, rows in stages.items()}}

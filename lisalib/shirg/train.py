@@ -1,8 +1,9 @@
 """Training chapter 5's tiny LaViDa: first on pooled tokens (as LaViDa), then a projector LoRA on selected ones.
 
-Stage "pooled" trains ``mm_projector``, ``image_newline`` and the language model on the small-detail
-questions with LaViDa's pooled tokens; the tower is frozen (LaViDa tunes it at lr 2e-6, nearly frozen), so
-its features are computed once (:func:`~lisalib.shirg.data.encode_scenes`). Stage "lora" is what 003 plans:
+The tower is tiny-siglip after the detail stage of :mod:`lisalib.shirg.tower` (tiny-siglip's own tokens do
+not carry the digits). Stage "pooled" trains ``mm_projector``, ``image_newline`` and the language model on the
+small-detail questions with LaViDa's pooled tokens, a quarter of each batch a detailed scene caption; the
+tower stays frozen (``tower_lr`` 0; LaViDa tunes so400m at lr 2e-6, nearly frozen). Stage "lora" is what 003 plans:
 everything frozen but a peft LoRA on ``mm_projector.0`` / ``mm_projector.2``, trained on text-selected
 tokens, so the projector learns what unpooled tokens look like. Rank: 003 asks r = 64, alpha = 16 on a
 1152 -> 4096 -> 4096 projector (860,160 parameters, scale 0.25); the tiny projector is 64 -> 96 -> 96, where
@@ -34,7 +35,9 @@ class LavidaRecipe:
     batch_size: int = 32
     lr: float = 2e-3  # projector and newline
     lm_lr: float = 5e-4  # the language model (LaViDa stage 2 tunes it too)
-    tower_lr: float = 5e-4  # the vision tower (LaViDa: 2e-6 on a pretrained so400m; 0 freezes it)
+    tower_lr: float = 0.0  # the vision tower (LaViDa: 2e-6 on a pretrained so400m; 0 freezes it)
+    detail_scenes: int = 6000  # the tower's detail stage (lisalib.shirg.tower); 0 steps: tiny-siglip as shipped
+    detail_steps: int = 5000
     warmup_steps: int = 100
     caption_share: float = 0.25  # share of each pooled-stage batch that is a detailed scene caption
     lora_steps: int = 800
@@ -83,6 +86,8 @@ def train_stage(model, tokenizer, data: EncodedScenes, recipe: LavidaRecipe, sta
                   {"params": list(model.language_model.parameters()), "lr": recipe.lm_lr}]
         if recipe.tower_lr > 0:
             groups.append({"params": list(model.vision_tower.parameters()), "lr": recipe.tower_lr})
+        else:
+            model.vision_tower.requires_grad_(False)
         steps, mode = recipe.steps, "pooled"
     elif stage == "lora":
         if selections is None:
@@ -134,12 +139,23 @@ def train_run(recipe: LavidaRecipe = LavidaRecipe(), progress: bool = True) -> t
     from lisalib.shirg.modeling import LavidaForCausalLM
     from lisalib.zoo import load_siglip, load_text_lm
 
+    from lisalib.shirg.probe import detail_probe
+    from lisalib.shirg.tower import DetailRecipe, tower_view_features, train_detail_tower
+
     start = time.perf_counter()
     siglip, processor = load_siglip("tiny-siglip")
     lm, tokenizer = load_text_lm("tiny-lm")
     data = encode_scenes(siglip, processor, make_scenes(recipe.train_scenes, recipe.seed, "train"), progress=progress,
                          captions=recipe.caption_share > 0)
-    model = LavidaForCausalLM.from_parts(siglip, lm, seed=recipe.seed)
+    tower, detail = siglip, None
+    if recipe.detail_steps > 0:
+        tower, detail = train_detail_tower(siglip, DetailRecipe(scenes=recipe.detail_scenes, steps=recipe.detail_steps,
+                                                                seed=recipe.seed), progress)
+        val = encode_scenes(siglip, processor, make_scenes(300, 0, "val"), progress=False)
+        detail["probe"] = {"tiny-siglip": detail_probe(data, val),
+                           "detail tower": detail_probe(data, val, tower_view_features(tower.vision_model, data),
+                                                        tower_view_features(tower.vision_model, val))}
+    model = LavidaForCausalLM.from_parts(tower, lm, seed=recipe.seed)
     pooled = train_stage(model, tokenizer, data, recipe, "pooled", progress=progress)
     selected = text_selections(data, siglip, processor, recipe.budget, recipe.coverage)
     peft_model = add_projector_lora(model, recipe)
@@ -150,11 +166,26 @@ def train_run(recipe: LavidaRecipe = LavidaRecipe(), progress: bool = True) -> t
         values = [s.answer for s in data.samples if s.type == kind]
         answers[kind] = max(sorted(set(values)), key=values.count)
     run = {"recipe": asdict(recipe), "train_scenes": recipe.train_scenes, "train_questions": len(data.samples),
-           "majority_answers": answers, "stages": {"pooled": pooled, "lora": lora},
+           "majority_answers": answers, "stages": {"detail": detail, "pooled": pooled, "lora": lora},
            "lora_trainable_parameters": trainable, "parameters": total,
            "seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads(),
            "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__}}
     return peft_model, tokenizer, run
+
+
+def base_weights(peft_model):
+    """The model without its LoRA, as a plain ``LavidaForCausalLM`` with the trained base weights.
+
+    ``get_base_model()`` alone is not that: peft wraps ``mm_projector.0`` / ``.2`` in place, so their weights
+    are saved as ``mm_projector.0.base_layer.weight`` and ``from_pretrained`` would silently re-initialise
+    ``mm_projector.0.weight`` (a random projector: answers at the majority level)."""
+    from lisalib.shirg.modeling import LavidaForCausalLM
+
+    base = peft_model.get_base_model()
+    state = {k.replace(".base_layer.", "."): v for k, v in base.state_dict().items() if ".lora_" not in k}
+    clean = LavidaForCausalLM(base.config)
+    clean.load_state_dict(state, strict=True)
+    return clean
 
 
 def save_run(peft_model, tokenizer, run: dict, out_dir) -> None:
@@ -165,7 +196,7 @@ def save_run(peft_model, tokenizer, run: dict, out_dir) -> None:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    peft_model.get_base_model().save_pretrained(out)  # base weights, adapter layers excluded
+    base_weights(peft_model).save_pretrained(out)
     tokenizer.save_pretrained(out)
     peft_model.save_pretrained(out / "projector-lora")
     (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
@@ -176,13 +207,21 @@ def run_card(run: dict) -> str:
     """The run's model card: what it is, how it was trained, what each stage cost."""
     stages = run["stages"]
     lines = ["# tiny-lavida", "",
-             "Chapter 5's LaViDa-style VLM: tiny-siglip's tower without its last layer and head, LaViDa's `mlp2x_gelu`",
-             "projector (`mm_projector.0` / `.2`), a newline token and tiny-lm, trained on the high-resolution world's",
-             "small-detail questions with pooled tokens (stage 2, tower, projector and LM trained), then a peft LoRA on",
+             "Chapter 5's LaViDa-style VLM: tiny-siglip's tower after a detail stage, without its last layer and head,",
+             "LaViDa's `mlp2x_gelu` projector (`mm_projector.0` / `.2`), a newline token and tiny-lm, trained on the",
+             "high-resolution world's small-detail questions with pooled tokens (stage 2: projector and LM trained, the",
+             "tower frozen unless `tower_lr` > 0), then a peft LoRA on",
              "`mm_projector.0` / `.2` on text-selected tokens (`projector-lora/`). Load: `lisalib.shirg.train.load_run()`;",
              "measure: `python -m lisalib.shirg evaluate --json`.", "",
              f"- Data: {run['train_scenes']} training scenes (9000, i), {run['train_questions']} questions, plus one "
              "detailed caption per scene mixed into the pooled stage.",
+             *([f"- Detail stage (the tower, `lisalib.shirg.tower`): {stages['detail']['recipe']['steps']} steps on "
+                f"{stages['detail']['recipe']['scenes']} detail scenes, {stages['detail']['seconds']} s, final loss "
+                f"{stages['detail']['final_loss']}; linear probe (val, kept token / pooled block / global view): digit "
+                + " vs ".join(f"{p['digit']['token']} / {p['digit']['pooled']} / {p['digit']['global']} ({name})"
+                              for name, p in stages['detail']['probe'].items())
+                + f", chance {stages['detail']['probe']['tiny-siglip']['digit']['chance']}."]
+               if stages.get("detail") else []),
              f"- Pooled stage: {stages['pooled']['steps']} steps, {stages['pooled']['seconds']} s, final loss "
              f"{stages['pooled']['final_loss']}; projector LoRA: {stages['lora']['steps']} steps, "
              f"{stages['lora']['seconds']} s, final loss {stages['lora']['final_loss']}; "
