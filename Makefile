@@ -75,7 +75,8 @@ backbones: $(STAMP)
 	  --output_dir runs/tiny-lisa-traditional-point \
 	  --export_to lisalib/zoo/checkpoints/runs/tiny-lisa-traditional-point > runs/tiny-lisa-traditional-point.json
 
-# chapter 5's tiny-lavida (pooled stage, then the projector LoRA on text-selected tokens), one thread
+# chapter 5's tiny-lavida (the tower's detail stage, the pooled stage, then the projector LoRA on text-selected
+# tokens), one thread, about 41 min
 shirg: $(STAMP)
 	mkdir -p runs
 	OMP_NUM_THREADS=1 LISALIB_PROFILE=tiny HF_HUB_OFFLINE=1 $(PY) -m lisalib.shirg train --json > runs/tiny-lavida.json
