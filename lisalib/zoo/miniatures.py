@@ -183,21 +183,11 @@ def endoftext_tokenizer():
     """A word-level fast tokenizer over the shapes world's words with SmolLM's and GPT-2's conventions: one
     special token ``<|endoftext|>`` that is bos and eos (SmolLM: id 0), no pad token, nothing added around a
     text, so the chapter's code meets the same ``pad_token_id is None`` as with the hub tokenizers."""
-    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
-    from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    from lisalib.zoo.pretrain.text_lm import SPACE, lm_words
+    from lisalib.zoo.pretrain.text_lm import word_level_core
 
-    vocab = {"<|endoftext|>": 0, "<unk>": 1}
-    for word in [SPACE] + [w if not w.isalnum() else SPACE + w for w in lm_words()]:
-        vocab.setdefault(word, len(vocab))
-    core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Metaspace(replacement=SPACE, prepend_scheme="always", split=True),
-        pre_tokenizers.Split(Regex(f"[^a-z0-9{SPACE}]"), behavior="isolated")])
-    core.decoder = decoders.Metaspace(replacement=SPACE, prepend_scheme="always", split=True)
+    core, _ = word_level_core(["<|endoftext|>", "<unk>"])
     return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
                                    unk_token="<unk>", clean_up_tokenization_spaces=False)
 

@@ -54,6 +54,22 @@ def normalise(text: str) -> str:
     return text.lower().lstrip(" ")
 
 
+def word_level_core(specials) -> tuple[Tokenizer, dict]:
+    """``(tokenizers.Tokenizer, vocab)``: ``specials`` (ids 0..), then every word of both worlds with its
+    leading "▁", lower-casing, punctuation split off; no post-processor (callers add bos or not)."""
+    vocab = {token: i for i, token in enumerate(specials)}
+    for word in [SPACE] + [w if not w.isalnum() else SPACE + w for w in lm_words()]:
+        vocab.setdefault(word, len(vocab))
+    core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement=SPACE, prepend_scheme="always", split=True),
+        pre_tokenizers.Split(Regex(f"[^a-z0-9{SPACE}]"), behavior="isolated"),
+    ])
+    core.decoder = decoders.Metaspace(replacement=SPACE, prepend_scheme="always", split=True)
+    return core, vocab
+
+
 def build_lm_tokenizer() -> PreTrainedTokenizerFast:
     """A word-level fast tokenizer over the closed vocabulary of both worlds.
 
@@ -65,16 +81,7 @@ def build_lm_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer does (training adds ``</s>`` itself); pad, unk, bos and eos are ids 0-3 of the vocabulary.
     A word glued to punctuation on its left ("a,b") would read as ``<unk>``: world texts never have one.
     """
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
-    for word in [SPACE] + [w if not w.isalnum() else SPACE + w for w in lm_words()]:
-        vocab.setdefault(word, len(vocab))
-    core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Metaspace(replacement=SPACE, prepend_scheme="always", split=True),
-        pre_tokenizers.Split(Regex(f"[^a-z0-9{SPACE}]"), behavior="isolated"),
-    ])
-    core.decoder = decoders.Metaspace(replacement=SPACE, prepend_scheme="always", split=True)
+    core, vocab = word_level_core(SPECIAL_TOKENS)
     core.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", vocab["<s>"])]
     )
