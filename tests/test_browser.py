@@ -288,7 +288,15 @@ def test_mask_viewers_in_jupyterlab(lab, capsys):
             pixels = _wait_change(page, picture, pixels, "dragging the threshold slider")
             readout = viewer.locator(".lisalib-threshold .widget-readout").first.inner_text().strip()
             assert readout not in ("0.00", "0"), readout
-            assert f"logit > {float(readout.replace(chr(0x2212), '-')):g}" in viewer.locator(".lisalib-caption").inner_text()
+            # the picture changes at the drag's first value; the caption follows the slider's last one a little later
+            deadline = time.monotonic() + 15
+            while True:
+                readout = viewer.locator(".lisalib-threshold .widget-readout").first.inner_text().strip()
+                caption = viewer.locator(".lisalib-caption").inner_text()
+                if f"logit > {float(readout.replace(chr(0x2212), '-')):g}" in caption or time.monotonic() > deadline:
+                    break
+                page.wait_for_timeout(250)
+            assert f"logit > {float(readout.replace(chr(0x2212), '-')):g}" in caption, (readout, caption)
             _shot(page, "browser_threshold", saved)
 
             models = viewer.locator(".lisalib-model button")
