@@ -227,3 +227,54 @@ def test_baselines(parts):
     assert set(scores) == {"most_frequent", "nearest_neighbour"}
     assert scores["nearest_neighbour"]["example"] in {refs[0] for refs in train.refs}
     assert all(0 <= s["cider"] < 10 for s in scores.values())
+
+
+def test_lora_on_every_linear_layer_of_the_lm(parts):
+    from lisalib.captioning.train import LLAMA_ALL_LINEAR, CaptionRecipe, prefix_options
+
+    recipe = CaptionRecipe(lora_targets=LLAMA_ALL_LINEAR, pool_factor=4)
+    model = _prefix(parts, **prefix_options("prefix", recipe))
+    lora = {n.split(".")[-4] for n, p in model.named_parameters() if p.requires_grad and "lora_A" in n}
+    assert lora == set(LLAMA_ALL_LINEAR.split(","))
+    # tiny-lm: 4 layers; r 16 on q 96x96, k/v 96x32, o 96x96, gate/up 96x256, down 256x96; Linear(64, 96)
+    per_layer = 16 * ((96 + 96) * 2 + (96 + 32) * 2 + (96 + 256) * 3)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 4 * per_layer + 64 * 96 + 96
+    pooled = _prefix(parts, **prefix_options("prefix_pooled", recipe))
+    assert pooled.config.prefix_tokens == 4 and pooled.projection.in_features == 16 * 64
+
+
+def test_image_blind_ablation_removes_the_image_and_is_undone(parts):
+    from lisalib.captioning.evaluate import caption_images, image_blind
+
+    siglip, processor, _, tokenizer, gpt2, gpt2_tokenizer, data = parts
+    from lisalib.captioning.ved import build_ved
+
+    for model, tok in ((_prefix(parts), tokenizer), (build_ved(siglip, gpt2, gpt2_tokenizer), gpt2_tokenizer)):
+        px = pixel_values(data.images, processor)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.05)  # an image-dependent model (lora_B starts at 0)
+        with image_blind(model):
+            blind = caption_images(model, tok, processor, data.images, max_new_tokens=5)
+            tower = model.vision_tower if hasattr(model, "vision_tower") else model.encoder
+            assert not tower(pixel_values=px).last_hidden_state.any()
+        assert len(set(blind)) == 1  # no image, one caption for every image
+        assert tower(pixel_values=px).last_hidden_state.any()  # the hook is gone
+
+
+def test_real_size_train_step_flops_count_the_frozen_tower_once():
+    from lisalib.captioning.counts import train_step_flops
+
+    rows = train_step_flops()
+    assert {r["vision_tower"] for r in rows.values()} == {rows["prefix"]["vision_tower"]}  # same SigLIP base/16
+    assert rows["prefix"]["prefix_tokens"] == 196 and rows["prefix_pooled_s2"]["prefix_tokens"] == 49
+    # 196 prefix tokens through SmolLM cost more than the tower and the pooled prefix together
+    assert rows["prefix"]["total"] > rows["prefix_pooled_s2"]["total"] > rows["prefix_pooled_s7"]["total"]
+    assert rows["ved"]["total"] > rows["ved_frozen"]["total"]  # backward through the tower
+
+
+def test_pooling_step_times_are_measured_for_every_factor():
+    from lisalib.captioning.timing import pooling_step_times
+
+    times = pooling_step_times((1, 2, 4), batch_size=2, repeats=1)
+    assert set(times) == {1, 2, 4} and all(t > 0 for t in times.values())

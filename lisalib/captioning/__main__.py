@@ -5,6 +5,8 @@
         train variants under the one protocol, score each on val split 0; --export ships seed 0 to the zoo
     python -m lisalib.captioning evaluate [--seed S] [--n_val N] [--runs DIR] [--timing] [--json]
         score the shipped tiny checkpoints and both baselines on val split S; time the variants side by side
+    python -m lisalib.captioning tune --specs JSON [--out FILE] [--json]
+        short probes of recipe variations, scored on the tuning split (val split 7, never the table's split 0)
     python -m lisalib.captioning compare [--sweep FILE] [--json]
         004's claims next to the real-size parameter counts and the measured figures (3-seed sweep if given)
 """
@@ -26,7 +28,7 @@ SWEEP_FILE = "runs/caption/sweep.json"  # what `make caption` writes: every seed
 class TrainArgs:
     variants: str = field(default="prefix,prefix_pooled,ved_frozen,ved", metadata={"help": "comma-separated variants"})
     seeds: str = field(default="0", metadata={"help": "comma-separated training seeds"})
-    steps: int = field(default=1500, metadata={"help": "optimizer steps per run (the same for every variant)"})
+    steps: int = field(default=900, metadata={"help": "optimizer steps per run (the same for every variant)"})
     train_images: int = field(default=4000, metadata={"help": "training images"})
     n_val: int = field(default=500, metadata={"help": "val images scored after training (val split 0)"})
     out_dir: str = field(default="runs/caption", metadata={"help": "where runs and sweep.json go"})
@@ -45,6 +47,13 @@ class EvaluateArgs:
 
 
 @dataclass
+class TuneArgs:
+    specs: str = field(default="[]", metadata={"help": 'JSON list of {"variant": ..., "tag": ..., <recipe fields>}'})
+    out: str = field(default="runs/caption/tune/probes.jsonl", metadata={"help": "JSON lines appended per probe"})
+    json: bool = field(default=False, metadata=_JSON)
+
+
+@dataclass
 class CompareArgs:
     sweep: str = field(default=SWEEP_FILE, metadata={"help": "sweep.json of `train --seeds 0,1,2` (optional)"})
     json: bool = field(default=False, metadata=_JSON)
@@ -57,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lisalib.captioning", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = add_dataclass_subparsers(parser)
-    kinds = {"train": TrainArgs, "evaluate": EvaluateArgs, "compare": CompareArgs}
+    kinds = {"train": TrainArgs, "evaluate": EvaluateArgs, "tune": TuneArgs, "compare": CompareArgs}
     for name, kind in kinds.items():
-        sub.add_parser(name, help=__doc__.split(f"lisalib.captioning {name}")[1].split("\n")[2].strip(),
+        usage = __doc__.split(f"lisalib.captioning {name}")[1].split("\n")[1:]
+        sub.add_parser(name, help=next(line.strip() for line in usage if not line.strip().startswith("[")),
                        dataclass_types=kind)
     namespace = parser.parse_args(argv)
     args = from_namespace(kinds[namespace.command], namespace)
@@ -84,6 +94,17 @@ def _evaluate(args: EvaluateArgs) -> dict:
     from lisalib.captioning.runs import evaluate_shipped
 
     return evaluate_shipped(seed=args.seed, n_val=args.n_val, runs=args.runs, timing=args.timing)
+
+
+def _tune(args: TuneArgs) -> dict:
+    from lisalib.captioning.runs import tune_probes
+
+    specs = json.loads(args.specs)
+    if not isinstance(specs, list) or not all(isinstance(s, dict) and "variant" in s for s in specs):
+        raise SystemExit('--specs must be a JSON list of objects with a "variant" key')
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    return {"probes": tune_probes(specs, args.out or None)}
 
 
 def _compare(args: CompareArgs) -> dict:

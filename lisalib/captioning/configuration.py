@@ -28,6 +28,7 @@ class PrefixCaptionerConfig(PreTrainedConfig):
     prefix_pooling: str = "none"  # none: every patch is a prefix token (004: 196)
     pool_factor: int = 2  # s: 14 x 14 -> 7 x 7 = 49 tokens (real), 8 x 8 -> 4 x 4 = 16 (tiny)
     freeze_vision: bool = True
+    freeze_language_model: bool = True  # False: the LM trains whole (ClipCap's "GPT-2 tuning"; a diagnostic here)
     lora_r: int = 16  # 004: r 16, alpha 16, dropout 0.1, bias none; 0 = no LoRA (the LM frozen)
     lora_alpha: int = 16
     lora_dropout: float = 0.1

@@ -13,6 +13,9 @@ import torch
 from lisalib.accounting.registry import load_config
 
 
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # chapter 6's recipe
+
+
 def real_configs(vision: str = "siglip-base-patch16-224", prefix_lm: str = "smollm-135m", ved_lm: str = "gpt2"):
     return load_config(vision).vision_config, load_config(prefix_lm), load_config(ved_lm)
 
@@ -74,8 +77,71 @@ def count_table() -> list[dict]:
             ("prefix + LoRA (004's new run)", prefix_counts(True)),
             ("prefix, headless tower", prefix_counts(False)),
             ("prefix pooled (pixel shuffle 2), headless", prefix_counts(False, prefix_pooling="pixel_shuffle")),
-            ("VED frozen, headless", ved_counts(False, True))]
+            ("VED frozen, headless", ved_counts(False, True)),
+            ("prefix, LoRA on every linear layer, headless", prefix_counts(False, lora_targets=ALL_LINEAR))]
     return [{"model": name, **counts} for name, counts in rows]
 
 
-__all__ = ["count_table", "prefix_counts", "real_configs", "ved_counts"]
+
+
+
+# ----- training-step FLOPs at real size -------------------------------------------------------------------
+def _counted_step(model, step) -> int:
+    """FLOPs (torch's counter: matmuls and attention, forward and backward) of ``step()`` on a meta model."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    for part in model.modules():
+        if hasattr(part, "config") and hasattr(part.config, "_attn_implementation") and hasattr(part, "set_attn_implementation"):
+            try:
+                part.set_attn_implementation("eager")  # torch has no FLOP formula for CPU flash attention
+            except (ValueError, AttributeError):
+                pass
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return int(counter.get_total_flops())
+
+
+def train_step_flops(batch: int = 1, caption_tokens: int = 31) -> dict:
+    """FLOPs of one real-size training step per image (forward + backward of what trains, the frozen tower's
+    forward included) for the prefix model (196 tokens), its pooled variants and the VEDs, on ``meta``.
+
+    ``caption_tokens``: the text sequence (``bos`` + 30 caption tokens; the VED reads the same 31 and predicts
+    the next). The optimizer's element-wise update is not counted (torch counts matmuls and attention only)."""
+    from transformers import VisionEncoderDecoderModel
+
+    from lisalib.captioning.configuration import PrefixCaptionerConfig
+    from lisalib.captioning.modeling import PrefixCaptioner
+    from lisalib.captioning.ved import freeze_ved, ved_config_on_meta
+
+    vision, lm, gpt2 = real_configs()
+    vision.vision_use_head = False
+    side = vision.image_size
+    rows = {}
+    for name, options in (("prefix", {}), ("prefix_pooled_s2", {"prefix_pooling": "pixel_shuffle", "pool_factor": 2}),
+                          ("prefix_pooled_s7", {"prefix_pooling": "pixel_shuffle", "pool_factor": 7})):
+        config = PrefixCaptionerConfig(vision_config=vision, text_config=lm, **options)
+        with torch.device("meta"):
+            model = PrefixCaptioner(config).train()
+            pixels = torch.zeros(batch, 3, side, side)
+            ids = torch.zeros(batch, caption_tokens, dtype=torch.long)
+            mask = torch.ones(batch, caption_tokens, dtype=torch.long)
+        tower = _counted_step(model, lambda: model.vision_tower(pixel_values=pixels))
+        total = _counted_step(model, lambda: model(pixels, ids, mask, labels=ids).loss.backward())
+        rows[name] = {"total": total // batch, "vision_tower": tower // batch, "prefix_tokens": config.prefix_tokens}
+    for name, frozen in (("ved_frozen", True), ("ved", False)):
+        with torch.device("meta"):
+            model = VisionEncoderDecoderModel(config=ved_config_on_meta(vision, gpt2)).train()
+            pixels = torch.zeros(batch, 3, side, side)
+            ids = torch.zeros(batch, caption_tokens + 1, dtype=torch.long)
+        freeze_ved(model, frozen)
+        from lisalib.captioning.ved import ved_loss
+
+        tower = _counted_step(model, lambda: model.encoder(pixel_values=pixels))
+        total = _counted_step(model, lambda: ved_loss(model, pixels, ids, torch.ones_like(ids)).backward())
+        rows[name] = {"total": total // batch, "vision_tower": tower // batch, "prefix_tokens": 0}
+    base = rows["prefix"]["total"]
+    for row in rows.values():
+        row["prefix_over_this"] = round(base / row["total"], 3)
+    return rows
+__all__ = ["count_table", "prefix_counts", "real_configs", "train_step_flops", "ved_counts"]

@@ -6,6 +6,8 @@ Baselines (:mod:`lisalib.captioning.baselines`) go through the same scorer.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from lisalib.captioning.data import CaptionSet, pixel_values
@@ -32,11 +34,32 @@ def caption_images(model, tokenizer, processor, images, num_beams: int = 1, batc
     return captions
 
 
-def score_variant(model, tokenizer, processor, data: CaptionSet, num_beams: int = 1) -> dict:
-    """BLEU-1..4, ROUGE-L, CIDEr-D of the model's captions of ``data`` and the captions themselves."""
+@contextmanager
+def image_blind(model):
+    """The image ablation: inside the block the vision tower's patch features are zeros, so whatever the text
+    side reads (prefix = the projection's bias; cross-attention keys and values) carries no image. A captioner
+    that scores as well blind has learnt a caption prior, not to read the image."""
+    tower = model.vision_tower if isinstance(model, PrefixCaptioner) else model.encoder
+
+    def zero(module, args, output):
+        output.last_hidden_state = torch.zeros_like(output.last_hidden_state)
+        return output
+    handle = tower.register_forward_hook(zero)
+    try:
+        yield model
+    finally:
+        handle.remove()
+
+
+def score_variant(model, tokenizer, processor, data: CaptionSet, num_beams: int = 1, blind: bool = False) -> dict:
+    """BLEU-1..4, ROUGE-L, CIDEr-D of the model's captions of ``data`` and the captions themselves
+    (``blind``: under :func:`image_blind`)."""
+    if blind:
+        with image_blind(model):
+            return score_variant(model, tokenizer, processor, data, num_beams=num_beams)
     captions = caption_images(model, tokenizer, processor, data.images, num_beams=num_beams)
     scores = score_captions(data.refs, captions)
     return {**scores, "captions": captions, "empty": sum(not c for c in captions)}
 
 
-__all__ = ["caption_images", "score_variant"]
+__all__ = ["caption_images", "image_blind", "score_variant"]

@@ -103,14 +103,15 @@ class PrefixCaptioner(PreTrainedModel):
         return model
 
     def freeze(self) -> None:
-        """Trainable: projection, LoRA (when ``lora_r > 0``), the tower only if ``freeze_vision`` is False."""
+        """Trainable: projection, LoRA (when ``lora_r > 0``), the tower only if ``freeze_vision`` is False, the
+        whole LM only if ``freeze_language_model`` is False."""
         for name, p in self.named_parameters():
             if name.startswith("projection."):
                 p.requires_grad_(True)
             elif name.startswith("vision_tower."):
                 p.requires_grad_(not self.config.freeze_vision)
             else:
-                p.requires_grad_("lora_" in name)
+                p.requires_grad_("lora_" in name or not self.config.freeze_language_model)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()

@@ -49,7 +49,7 @@ def _summary(runs: list[dict]) -> dict:
     return out
 
 
-def train_sweep(variants: list[str], seeds: list[int], steps: int = 1500, train_images: int = 4000, n_val: int = 500,
+def train_sweep(variants: list[str], seeds: list[int], steps: int = 900, train_images: int = 4000, n_val: int = 500,
                 out_dir="runs/caption", export: bool = False, progress: bool = True, command: str = "") -> dict:
     """Train every (seed, variant), score it on val split 0, save it; returns the sweep summary."""
     from lisalib.zoo import RUNS_DIR
@@ -90,6 +90,33 @@ def train_sweep(variants: list[str], seeds: list[int], steps: int = 1500, train_
         (RUNS_DIR / SWEEP_RUN).mkdir(parents=True, exist_ok=True)
         (RUNS_DIR / SWEEP_RUN / "sweep.json").write_text(json.dumps(sweep, indent=1) + "\n")
     return sweep
+
+
+TUNE_SEED = 7  # tuning probes are scored on val split 7 (scenes (62007, i)), never on split 0 of the table
+
+
+def tune_probes(specs: list[dict], out_file=None, n_tune: int = 300, train_images: int = 4000,
+                progress: bool = False) -> list[dict]:
+    """Short runs of recipe variations (``specs``: ``{"variant": ..., "tag": ..., <CaptionRecipe fields>}``),
+    each scored on the tuning split; one JSON line per probe appended to ``out_file`` as it ends."""
+    train = shapes_split(train_images, "train")
+    tune = shapes_split(n_tune, "val", seed=TUNE_SEED)
+    rows = []
+    for spec in specs:
+        spec = dict(spec)
+        variant, tag = spec.pop("variant"), spec.pop("tag", "")
+        recipe = CaptionRecipe(train_images=train_images, **spec)
+        model, tokenizer, processor, record = train_variant(variant, train, recipe, progress=progress)
+        scores = score_variant(model, tokenizer, processor, tune)
+        row = {"tag": tag, "variant": variant, "trainable": record["trainable_parameters"],
+               "seconds": record["seconds"], "step": record["train_step_seconds"], "loss": record["final_loss"],
+               **{k: round(v, 4) for k, v in scores.items() if isinstance(v, float)}, "tune_split_seed": TUNE_SEED,
+               "recipe": {k: v for k, v in asdict(recipe).items() if k != "device"}}
+        rows.append(row)
+        if out_file:
+            with open(out_file, "a") as f:
+                f.write(json.dumps(row) + "\n")
+    return rows
 
 
 def load_shipped(runs=None) -> dict:
@@ -151,14 +178,15 @@ def evaluate_shipped(seed: int = 0, n_val: int = 500, runs=None, timing: bool = 
 
 
 def compare(sweep_path: Path | None = None) -> dict:
-    """004's claims, the real-size counts (meta) and, when the sweep file exists, the 3-seed figures."""
-    from lisalib.captioning.counts import count_table
+    """004's claims, the real-size counts and training-step FLOPs (meta) and, when the sweep file exists, the
+    3-seed figures."""
+    from lisalib.captioning.counts import count_table, train_step_flops
 
-    result = {"claims_004": CLAIMS_004, "counts": count_table()}
+    result = {"claims_004": CLAIMS_004, "counts": count_table(), "train_step_flops": train_step_flops()}
     if sweep_path is not None and Path(sweep_path).is_file():
         sweep = json.loads(Path(sweep_path).read_text())
         result["sweep"] = {"command": sweep["command"], "summary": sweep["summary"]}
     return result
 
 
-__all__ = ["CLAIMS_004", "compare", "evaluate_shipped", "load_shipped", "run_name", "train_sweep"]
+__all__ = ["CLAIMS_004", "TUNE_SEED", "compare", "evaluate_shipped", "load_shipped", "run_name", "train_sweep", "tune_probes"]

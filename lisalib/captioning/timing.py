@@ -83,4 +83,23 @@ def benchmark(bundles: dict, images: np.ndarray, texts: list[str], batch_size: i
     return out
 
 
-__all__ = ["benchmark", "train_step_fn"]
+def pooling_step_times(factors=(1, 2, 4), recipe=None, batch_size: int = 32, repeats: int = 10) -> dict:
+    """``{s: seconds}``: the train step of freshly built prefix models whose prefix is pixel-shuffled by ``s``
+    (1 = every patch), timed side by side (step time does not depend on the weights, so no training is needed)."""
+    from dataclasses import replace
+
+    from lisalib.captioning.data import shapes_split
+    from lisalib.captioning.train import CaptionRecipe, build_variant
+
+    recipe = recipe or CaptionRecipe()
+    data = shapes_split(batch_size, "train")
+    texts = [r[0] for r in data.refs]
+    steps = {}
+    for s in factors:
+        variant = "prefix" if s == 1 else "prefix_pooled"
+        model, tokenizer, processor = build_variant(variant, replace(recipe, pool_factor=max(s, 1)))
+        steps[s] = train_step_fn(model, tokenizer, processor, data.images, texts)
+    return medians(interleaved_samples(steps, repeats=repeats, warmup=2, inference=False))
+
+
+__all__ = ["benchmark", "pooling_step_times", "train_step_fn"]
