@@ -318,9 +318,14 @@ for name in bundles:
 
 # %%
 from lisalib.captioning.timing import pooling_step_times
-pool_times = pooling_step_times((1, 2, 7) if REAL else (1, 2, 4))
+if profile.caption_steps:  # the profile's own models (SigLIP base/16: 14 x 14; its miniature in CI: 8 x 8)
+    vision_config = siglip_real.config.vision_config
+    grid, timing_recipe = vision_config.image_size // vision_config.patch_size, recipe
+else:  # the shipped tiny ones
+    grid, timing_recipe = 8, None
+pool_times = pooling_step_times((1, 2, grid // 2), recipe=timing_recipe)
 for s_, t in pool_times.items():
-    tokens = (14 if REAL else 8) ** 2 // s_ ** 2
+    tokens = grid ** 2 // s_ ** 2
     print(f"pool factor {s_}: {tokens:>3} prefix tokens, {t:.4f} s per step, {pool_times[1] / t:.2f}x faster than all patches")
 
 # %% [markdown]

@@ -92,12 +92,13 @@ def pooling_step_times(factors=(1, 2, 4), recipe=None, batch_size: int = 32, rep
     from lisalib.captioning.train import CaptionRecipe, build_variant
 
     recipe = recipe or CaptionRecipe()
-    data = shapes_split(batch_size, "train")
-    texts = [r[0] for r in data.refs]
-    steps = {}
+    data, steps = None, {}
     for s in factors:
         variant = "prefix" if s == 1 else "prefix_pooled"
         model, tokenizer, processor = build_variant(variant, replace(recipe, pool_factor=max(s, 1)))
+        if data is None:  # scenes drawn at the tower's own input size (64 px tiny, 224 px SigLIP base/16)
+            data = shapes_split(batch_size, "train", size=processor.image_processor.size["height"])
+            texts = [r[0] for r in data.refs]
         steps[s] = train_step_fn(model, tokenizer, processor, data.images, texts)
     return medians(interleaved_samples(steps, repeats=repeats, warmup=2, inference=False))
 
