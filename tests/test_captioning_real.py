@@ -3,15 +3,12 @@
 import pytest
 
 from lisalib.profile import HUB_MAP_ENV, PROFILE_ENV, get_profile
-from lisalib.zoo.miniatures import build
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory):
-    out = tmp_path_factory.mktemp("miniatures")
-    build(out)
+def real(miniatures_dir):
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(HUB_MAP_ENV, str(out))
+        patch.setenv(HUB_MAP_ENV, str(miniatures_dir))
         patch.setenv(PROFILE_ENV, "real")
         yield get_profile()
 

@@ -10,15 +10,12 @@ from pathlib import Path
 import pytest
 
 from lisalib.profile import HUB_MAP_ENV, PROFILE_ENV, RUNS_ENV, get_profile
-from lisalib.zoo.miniatures import build
 
 
 @pytest.fixture(scope="module")
-def real_env(tmp_path_factory):
-    out = tmp_path_factory.mktemp("miniatures")
-    build(out)
+def real_env(miniatures_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(HUB_MAP_ENV, str(out))
+        patch.setenv(HUB_MAP_ENV, str(miniatures_dir))
         patch.setenv(PROFILE_ENV, "real")
         patch.setenv(RUNS_ENV, str(tmp_path_factory.mktemp("runs")))
         yield get_profile()
