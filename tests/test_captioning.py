@@ -224,9 +224,27 @@ def test_baselines(parts):
     frequent = most_frequent_caption(train)
     assert frequent in {r for refs in train.refs for r in refs}
     scores = baseline_scores(siglip, processor, train, val)
-    assert set(scores) == {"most_frequent", "nearest_neighbour"}
+    assert set(scores) == {"most_frequent", "nearest_neighbour", "nearest_neighbour_patches"}
     assert scores["nearest_neighbour"]["example"] in {refs[0] for refs in train.refs}
     assert all(0 <= s["cider"] < 10 for s in scores.values())
+
+
+def test_patch_lookup_reads_what_the_captioners_read(parts):
+    import torch.nn.functional as F
+
+    from lisalib.captioning.baselines import nearest_neighbour_captions, patch_embeddings
+    from lisalib.captioning.data import pixel_values
+    from lisalib.captioning.modeling import vision_tower_from
+
+    siglip, processor, *_ = parts
+    train = shapes_split(30, "train")
+    tower = vision_tower_from(siglip)
+    with torch.no_grad():
+        expected = F.normalize(tower(pixel_values=pixel_values(train.images[:4], processor)).last_hidden_state.mean(1), dim=-1)
+    assert torch.allclose(patch_embeddings(siglip, processor, train.images[:4]), expected, atol=1e-5)
+    # a training image looked up is its own nearest neighbour
+    assert nearest_neighbour_captions(siglip, processor, train, train.subset(range(5)), patch_embeddings) == \
+        [train.refs[i][0] for i in range(5)]
 
 
 def test_lora_on_every_linear_layer_of_the_lm(parts):
@@ -241,6 +259,21 @@ def test_lora_on_every_linear_layer_of_the_lm(parts):
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 4 * per_layer + 64 * 96 + 96
     pooled = _prefix(parts, **prefix_options("prefix_pooled", recipe))
     assert pooled.config.prefix_tokens == 4 and pooled.projection.in_features == 16 * 64
+
+
+def test_parameter_groups_cover_every_trainable_tensor_and_lora_plus_splits_b(parts):
+    from lisalib.captioning.train import CaptionRecipe, parameter_groups, prefix_options
+
+    recipe = CaptionRecipe()
+    model = _prefix(parts, **prefix_options("prefix", recipe))
+    plain = {g["name"]: g for g in parameter_groups(model, "prefix", recipe)}
+    assert set(plain) == {"projection", "lora"} and plain["lora"]["lr"] == recipe.lora_lr
+    plus = CaptionRecipe(lora_b_lr_ratio=4.0)
+    groups = {g["name"]: g for g in parameter_groups(model, "prefix", plus)}
+    b_ids = {id(p) for n, p in model.named_parameters() if "lora_B" in n}
+    assert {id(p) for p in groups["lora_B"]["params"]} == b_ids and groups["lora_B"]["lr"] == 4 * plus.lora_lr
+    assert not b_ids & {id(p) for p in groups["lora"]["params"]}
+    assert sum(len(g["params"]) for g in groups.values()) == sum(len(g["params"]) for g in plain.values())
 
 
 def test_image_blind_ablation_removes_the_image_and_is_undone(parts):

@@ -61,7 +61,7 @@ def test_evaluate_json_has_the_keys_checks_read(runs, capsys):
     assert set(out["variants"]) >= {"prefix", "prefix_pooled", "ved", "ved_frozen"}
     for row in out["variants"].values():
         assert {"cider", "bleu4", "rouge_l", "step_seconds"} <= set(row)
-    assert set(out["baselines"]) == {"most_frequent", "nearest_neighbour"}
+    assert set(out["baselines"]) == {"most_frequent", "nearest_neighbour", "nearest_neighbour_patches"}
     assert all("cider" in b for b in out["baselines"].values()) and out["seed"] == 1 and out["n_val"] == 8
 
 
@@ -85,6 +85,14 @@ def test_compare_reports_004s_claims_and_counts(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["counts"][0]["total"] == 245_690_880 and out["counts"][2]["trainable"] == 2_286_144
     assert "5.7x" in out["claims_004"]["speedup"]
+
+
+def test_real_size_timing_times_every_pool_factor_without_training():
+    from lisalib.captioning.runs import real_size_timing
+
+    out = real_size_timing(batch_size=1, factors=(1, 2), repeats=1)
+    assert set(out["step_seconds"]) == {"s1", "s2"} and all(t > 0 for t in out["step_seconds"].values())
+    assert out["speedup_vs_prefix"]["s1"] == 1.0 and out["batch_size"] == 1
 
 
 def test_unknown_variant_is_a_clear_error(tmp_path):

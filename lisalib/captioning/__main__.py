@@ -4,11 +4,12 @@
                                        [--out_dir DIR] [--export] [--json]
         train variants under the one protocol, score each on val split 0; --export ships seed 0 to the zoo
     python -m lisalib.captioning evaluate [--seed S] [--n_val N] [--runs DIR] [--timing] [--json]
-        score the shipped tiny checkpoints and both baselines on val split S; time the variants side by side
+        score the shipped tiny checkpoints and the baselines on val split S; time the variants side by side
     python -m lisalib.captioning tune --specs JSON [--out FILE] [--json]
         short probes of recipe variations, scored on the tuning split (val split 7, never the table's split 0)
-    python -m lisalib.captioning compare [--sweep FILE] [--json]
-        004's claims next to the real-size parameter counts and the measured figures (3-seed sweep if given)
+    python -m lisalib.captioning compare [--sweep FILE] [--real_size_timing] [--json]
+        004's claims next to the real-size parameter counts and the measured figures (3-seed sweep if given);
+        --real_size_timing times a real-size training step of the prefix model with and without pooling
 """
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ class TuneArgs:
 @dataclass
 class CompareArgs:
     sweep: str = field(default=SWEEP_FILE, metadata={"help": "sweep.json of `train --seeds 0,1,2` (optional)"})
+    real_size_timing: bool = field(default=False, metadata={
+        "help": "time real-size (random-weight) prefix steps at pool factors 1, 2, 7 side by side (~80 s on one CPU thread)"})
+    timing_batch: int = field(default=4, metadata={"help": "batch of the real-size timing"})
     json: bool = field(default=False, metadata=_JSON)
 
 
@@ -110,7 +114,8 @@ def _tune(args: TuneArgs) -> dict:
 def _compare(args: CompareArgs) -> dict:
     from lisalib.captioning.runs import compare
 
-    return compare(Path(args.sweep) if args.sweep else None)
+    return compare(Path(args.sweep) if args.sweep else None, time_real_size=args.real_size_timing,
+                   timing_batch=args.timing_batch)
 
 
 def _print(command: str, result: dict) -> None:

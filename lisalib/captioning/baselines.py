@@ -4,7 +4,10 @@
 - ``nearest_neighbour``: each image gets the first reference of the training image closest to it in the
   frozen SigLIP's pooled embedding space (cosine), the retrieval baseline of Devlin et al. (2015) reduced to
   k = 1. It uses the same vision tower the captioners read, so a captioner below it has learnt less from
-  the features than a lookup table does.
+  the features than a lookup table does;
+- ``nearest_neighbour_patches``: the same lookup on the mean of the tower's last-layer patch tokens, the very
+  features the captioners read (no attention-pooling head, which tiny-siglip trained contrastively on this
+  world's captions): a captioner below it is not just missing the head.
 """
 from __future__ import annotations
 
@@ -32,19 +35,32 @@ def image_embeddings(siglip, processor, images, batch_size: int = 128) -> torch.
     return F.normalize(torch.cat(rows).float(), dim=-1)
 
 
-def nearest_neighbour_captions(siglip, processor, train: CaptionSet, val: CaptionSet) -> list[str]:
-    keys = image_embeddings(siglip, processor, train.images)
-    queries = image_embeddings(siglip, processor, val.images)
+@torch.no_grad()
+def patch_embeddings(siglip, processor, images, batch_size: int = 128) -> torch.Tensor:
+    """[N, D] unit-norm means of the vision tower's last-layer patch tokens (``last_hidden_state``, what the
+    captioners read)."""
+    tower = getattr(siglip, "vision_model", siglip)
+    rows = [tower(pixel_values=pixel_values(images[start:start + batch_size], processor)).last_hidden_state.mean(1)
+            for start in range(0, len(images), batch_size)]
+    return F.normalize(torch.cat(rows).float(), dim=-1)
+
+
+def nearest_neighbour_captions(siglip, processor, train: CaptionSet, val: CaptionSet, embed=image_embeddings) -> list[str]:
+    """The first reference of each val image's nearest training image (cosine of ``embed``'s vectors)."""
+    keys = embed(siglip, processor, train.images)
+    queries = embed(siglip, processor, val.images)
     nearest = (queries @ keys.T).argmax(dim=1).tolist()
     return [train.refs[j][0] for j in nearest]
 
 
 def baseline_scores(siglip, processor, train: CaptionSet, val: CaptionSet) -> dict:
-    """``{name: {bleu4, rouge_l, cider, ..., "example"}}`` for both baselines on ``val``."""
+    """``{name: {bleu4, rouge_l, cider, ..., "example"}}`` for the three baselines on ``val``."""
     frequent = most_frequent_caption(train)
     rows = {"most_frequent": [frequent] * len(val),
-            "nearest_neighbour": nearest_neighbour_captions(siglip, processor, train, val)}
+            "nearest_neighbour": nearest_neighbour_captions(siglip, processor, train, val),
+            "nearest_neighbour_patches": nearest_neighbour_captions(siglip, processor, train, val, patch_embeddings)}
     return {name: {**score_captions(val.refs, caps), "example": caps[0]} for name, caps in rows.items()}
 
 
-__all__ = ["baseline_scores", "image_embeddings", "most_frequent_caption", "nearest_neighbour_captions"]
+__all__ = ["baseline_scores", "image_embeddings", "most_frequent_caption", "nearest_neighbour_captions",
+           "patch_embeddings"]

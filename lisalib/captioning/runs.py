@@ -69,8 +69,9 @@ def train_sweep(variants: list[str], seeds: list[int], steps: int = 900, train_i
             recipe = CaptionRecipe(steps=steps, train_images=train_images, seed=seed)
             done = folder / "run.json"
             record = json.loads(done.read_text()) if done.is_file() else None
-            same = record is not None and {k: v for k, v in record["recipe"].items() if k != "device"} == \
-                {k: v for k, v in asdict(recipe).items() if k != "device"}
+            # a field added since the run was saved counts as its default (the run predates it, so it used none)
+            same = record is not None and {k: v for k, v in {**asdict(CaptionRecipe()), **record["recipe"]}.items()
+                                           if k != "device"} == {k: v for k, v in asdict(recipe).items() if k != "device"}
             if not same or "val" not in record:
                 model, tokenizer, processor, record = train_variant(variant, train, recipe, progress=progress)
                 scores = score_variant(model, tokenizer, processor, val)
@@ -138,7 +139,7 @@ def load_shipped(runs=None) -> dict:
 
 def evaluate_shipped(seed: int = 0, n_val: int = 500, runs=None, timing: bool = True, bundles: dict | None = None,
                      train=None, val=None) -> dict:
-    """Scores of the shipped runs and both baselines on val split ``seed``; with ``timing``, the side-by-side
+    """Scores of the shipped runs and the baselines on val split ``seed``; with ``timing``, the side-by-side
     benchmark (:func:`lisalib.captioning.timing.benchmark`) adds step and decoding costs to each variant."""
     from lisalib.captioning.baselines import baseline_scores
     from lisalib.zoo import load_siglip
@@ -177,16 +178,34 @@ def evaluate_shipped(seed: int = 0, n_val: int = 500, runs=None, timing: bool = 
     return result
 
 
-def compare(sweep_path: Path | None = None) -> dict:
-    """004's claims, the real-size counts and training-step FLOPs (meta) and, when the sweep file exists, the
-    3-seed figures."""
+def real_size_timing(batch_size: int = 4, factors=(1, 2, 7), repeats: int = 3) -> dict:
+    """Measured real-size step times (:func:`lisalib.captioning.timing.real_size_step_times`) and the speed-up of
+    each pool factor over the all-patches prefix, with the machine they were measured on."""
+    import platform
+
+    import torch
+
+    from lisalib.captioning.timing import real_size_step_times
+
+    seconds = real_size_step_times(factors=factors, batch_size=batch_size, repeats=repeats)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()})"
+    return {"batch_size": batch_size, "device": device, "threads": torch.get_num_threads(),
+            "step_seconds": {f"s{s}": round(t, 4) for s, t in seconds.items()},
+            "speedup_vs_prefix": {f"s{s}": round(seconds[factors[0]] / t, 3) for s, t in seconds.items()}}
+
+
+def compare(sweep_path: Path | None = None, time_real_size: bool = False, timing_batch: int = 4) -> dict:
+    """004's claims, the real-size counts and training-step FLOPs (meta), optionally the measured real-size
+    step times, and, when the sweep file exists, the 3-seed figures."""
     from lisalib.captioning.counts import count_table, train_step_flops
 
     result = {"claims_004": CLAIMS_004, "counts": count_table(), "train_step_flops": train_step_flops()}
+    if time_real_size:
+        result["real_size_timing"] = real_size_timing(batch_size=timing_batch)
     if sweep_path is not None and Path(sweep_path).is_file():
         sweep = json.loads(Path(sweep_path).read_text())
         result["sweep"] = {"command": sweep["command"], "summary": sweep["summary"]}
     return result
 
 
-__all__ = ["CLAIMS_004", "TUNE_SEED", "compare", "evaluate_shipped", "load_shipped", "run_name", "train_sweep", "tune_probes"]
+__all__ = ["CLAIMS_004", "TUNE_SEED", "compare", "evaluate_shipped", "load_shipped", "real_size_timing", "run_name", "train_sweep", "tune_probes"]

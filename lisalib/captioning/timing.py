@@ -103,4 +103,39 @@ def pooling_step_times(factors=(1, 2, 4), recipe=None, batch_size: int = 32, rep
     return medians(interleaved_samples(steps, repeats=repeats, warmup=2, inference=False))
 
 
-__all__ = ["benchmark", "pooling_step_times", "train_step_fn"]
+def real_size_step_times(factors=(1, 2), batch_size: int = 4, repeats: int = 3, caption_tokens: int = 31,
+                         seed: int = 0) -> dict:
+    """``{s: seconds}``: one training step of real-size prefix models (SigLIP-B/16 tower + SmolLM-135M with
+    LoRA on every linear layer, random weights from the shipped configs: step time does not depend on the
+    weights), pixel-shuffled by ``s`` (1 = all 196 patches), timed side by side on whatever device is there.
+    At the tiny size the frozen tower, the optimizer and the 31 caption tokens are a large fixed share of a
+    step; this measures the ratio at the size the chapter's claim is about."""
+    from lisalib.captioning.configuration import PrefixCaptionerConfig
+    from lisalib.captioning.counts import ALL_LINEAR, real_configs
+    from lisalib.captioning.modeling import PrefixCaptioner
+
+    vision, lm, _ = real_configs()
+    vision.vision_use_head = False
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(batch_size, 3, vision.image_size, vision.image_size, generator=generator).to(device)
+    ids = torch.randint(0, lm.vocab_size, (batch_size, caption_tokens), generator=generator).to(device)
+    mask = torch.ones_like(ids)
+    steps = {}
+    for s in factors:
+        options = {"prefix_pooling": "pixel_shuffle", "pool_factor": s} if s > 1 else {}
+        torch.manual_seed(seed)
+        model = PrefixCaptioner(PrefixCaptionerConfig(vision_config=vision, text_config=lm, lora_targets=ALL_LINEAR,
+                                                      **options)).to(device)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0, weight_decay=0.0)
+
+        def step(model=model, optimizer=optimizer):
+            model.train()
+            model(pixels, ids, mask, labels=ids).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        steps[s] = step
+    return medians(interleaved_samples(steps, repeats=repeats, warmup=1, inference=False))
+
+
+__all__ = ["benchmark", "pooling_step_times", "real_size_step_times", "train_step_fn"]

@@ -75,6 +75,7 @@ class CaptionRecipe:
     pool_factor: int = 2  # ... and its factor s (the prefix shrinks s^2-fold)
     train_lm: bool = False  # diagnostic: the prefix LM trains whole at lora_lr (the issue's model keeps it frozen)
     lora_r: int = 16
+    lora_b_lr_ratio: float = 1.0  # LoRA+ (Hayou et al. 2024): LoRA's B matrices at this multiple of lora_lr
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     device: str = "cpu"  # "cuda" in the real profile: models and batches go there, bf16/fp16 autocast
@@ -110,8 +111,11 @@ def parameter_groups(model, variant: str, recipe: CaptionRecipe) -> list[dict]:
     """AdamW groups: projection / LoRA (prefix), decoder / encoder (VED); frozen tensors excluded."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if variant.startswith("prefix"):
+        rest = [(n, p) for n, p in named if not n.startswith("projection.")]  # LoRA (+ the LM if trained)
         groups = [("projection", recipe.projection_lr, [p for n, p in named if n.startswith("projection.")]),
-                  ("lora", recipe.lora_lr, [p for n, p in named if not n.startswith("projection.")])]  # + LM if trained
+                  ("lora", recipe.lora_lr, [p for n, p in rest if "lora_B" not in n or recipe.lora_b_lr_ratio == 1]),
+                  ("lora_B", recipe.lora_lr * recipe.lora_b_lr_ratio,
+                   [p for n, p in rest if "lora_B" in n and recipe.lora_b_lr_ratio != 1])]
     else:
         # decoder group: GPT-2, its new cross-attention and enc_to_dec_proj (VED adds it when widths differ)
         groups = [("decoder", recipe.decoder_lr, [p for n, p in named if not n.startswith("encoder.")]),
